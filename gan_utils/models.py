@@ -1,0 +1,94 @@
+"""Generators and discriminators.
+
+Contract, shared by every model in the book:
+    - a generator has ``latent_dim`` and maps z of shape [n, latent_dim] to samples [n, *sample_shape];
+      image generators end in tanh, so images come out in [-1, 1] as [n, C, H, W];
+    - a discriminator maps samples [n, *sample_shape] to logits [n]; no model has a sigmoid inside.
+
+The MLPs follow Goodfellow et al. (2014) in spirit: fully connected layers with ReLU (G) and
+LeakyReLU (D). The 2D toy sizes follow VEEGAN (Srivastava et al., 2017) and PacGAN (Lin et al., 2018).
+Introduced in chapter 2 (toys); chapter 3 uses the same classes on MNIST.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _check_sample_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    sample_shape = tuple(int(s) for s in sample_shape)
+    if not sample_shape or any(s < 1 for s in sample_shape):
+        raise ValueError(f"sample_shape must be a non-empty tuple of positive sizes, got {sample_shape}.")
+    return sample_shape
+
+
+class MLPGenerator(nn.Module):
+    """z [n, latent_dim] -> samples [n, *sample_shape] through ``len(hidden)`` ReLU layers.
+
+    Args:
+        latent_dim: size of z.
+        sample_shape: shape of one sample, e.g. (2,) for 2D toys or (1, 28, 28) for MNIST.
+        hidden: widths of the hidden layers.
+        batch_norm: BatchNorm after each hidden linear layer (as in VEEGAN's toy generator).
+        output: "tanh" to squash into [-1, 1] (images) or "linear" (unbounded toy data).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        sample_shape: tuple[int, ...],
+        hidden: tuple[int, ...] = (128, 128),
+        batch_norm: bool = False,
+        output: str = "linear",
+    ) -> None:
+        super().__init__()
+        if output not in ("tanh", "linear"):
+            raise ValueError(f"output must be 'tanh' or 'linear', got {output!r}.")
+        self.latent_dim = int(latent_dim)
+        self.sample_shape = _check_sample_shape(sample_shape)
+        layers: list[nn.Module] = []
+        width = self.latent_dim
+        for size in hidden:
+            layers.append(nn.Linear(width, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(nn.ReLU())
+            width = size
+        layers.append(nn.Linear(width, math.prod(self.sample_shape)))
+        if output == "tanh":
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"this generator takes z of shape [n, {self.latent_dim}], got {tuple(z.shape)}; "
+                f"sample it with torch.randn(n, G.latent_dim)."
+            )
+        return self.net(z).view(-1, *self.sample_shape)  # (n, *sample_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """samples [n, *sample_shape] -> logits [n] through ``len(hidden)`` LeakyReLU(0.2) layers."""
+
+    def __init__(self, sample_shape: tuple[int, ...], hidden: tuple[int, ...] = (128, 128)) -> None:
+        super().__init__()
+        self.sample_shape = _check_sample_shape(sample_shape)
+        layers: list[nn.Module] = []
+        width = math.prod(self.sample_shape)
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.LeakyReLU(0.2)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"this discriminator takes samples of shape [n, {', '.join(map(str, self.sample_shape))}], "
+                f"got {tuple(x.shape)}."
+            )
+        return self.net(x.flatten(start_dim=1)).view(-1)  # (n,)

@@ -1,0 +1,146 @@
+"""The toy experiments of chapter 2 as named recipes, shared by the chapter and the benchmark.
+
+`benchmarks/toy_modes.py` runs these recipes over 10 seeds; chapter 2 runs them live for one seed
+and shows the benchmark's table. Both call `train_toy_gan`, so the two can never disagree on what a
+recipe is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from gan_utils import metrics, models, training
+from gan_utils.data import BatchIterator, GaussianMixture2D
+from gan_utils.runtime import set_seed
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """Everything that defines a toy GAN run except the data and the seed."""
+
+    name: str
+    steps: int = 6000  # generator updates in full mode
+    latent_dim: int = 2
+    generator_hidden: tuple[int, ...] = (128, 128, 128)
+    discriminator_hidden: tuple[int, ...] = (128, 128)
+    lr: float = 1e-3  # Adam, both players
+    betas: tuple[float, float] = (0.5, 0.9)
+    batch_size: int = 256
+    loss: str = "non-saturating"
+    r1_gamma: float | None = None  # R1 on D (Mescheder et al., 2018) when set
+    lr_decay: bool = False  # linear decay of both learning rates to 0
+
+
+BASELINE = ToyRecipe(name="baseline")
+STABLE = ToyRecipe(name="R1 + LR decay", r1_gamma=0.1, lr_decay=True)
+
+
+@dataclass
+class ToyRun:
+    recipe: ToyRecipe
+    mixture_name: str
+    seed: int
+    steps: int
+    G: nn.Module
+    D: nn.Module
+    history: dict[str, list[float]] = field(repr=False)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        """JSON-friendly result; KL is None when no sample is high quality (it is undefined then)."""
+        kl = self.metrics["kl"]
+        return {"recipe": self.recipe.name, "data": self.mixture_name, "seed": self.seed, "steps": self.steps,
+                **self.metrics, "kl": kl if math.isfinite(kl) else None,
+                "seconds": round(self.seconds, 1)}  # fmt: skip
+
+
+def sample_generator(G: nn.Module, n: int = metrics.TOY_EVAL_SAMPLES, seed: int = 0) -> torch.Tensor:
+    """n samples from G in eval mode, from a fixed noise seed so evaluations are repeatable."""
+    was_training = G.training
+    G.eval()
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        samples = G(z.to(next(G.parameters()).device)).cpu()
+    G.train(was_training)
+    return samples
+
+
+def train_toy_gan(
+    recipe: ToyRecipe,
+    mixture: GaussianMixture2D,
+    seed: int,
+    steps: int | None = None,
+    callbacks: Iterable[training.Callback] = (),
+    progress: bool = False,
+) -> ToyRun:
+    """Train one MLP GAN on ``mixture`` with ``recipe`` and evaluate it with the VEEGAN/PacGAN metrics."""
+    steps = recipe.steps if steps is None else steps
+    set_seed(seed)
+    data = BatchIterator(mixture.sample(50_000), batch_size=recipe.batch_size)
+    G = models.MLPGenerator(recipe.latent_dim, (2,), hidden=recipe.generator_hidden)
+    D = models.MLPDiscriminator((2,), hidden=recipe.discriminator_hidden)
+    opt_G = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=recipe.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=recipe.betas)
+    callbacks = list(callbacks)
+    if recipe.lr_decay:
+        callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], steps))
+    d_penalty = training.R1Penalty(recipe.r1_gamma) if recipe.r1_gamma else None
+    start = time.perf_counter()
+    history = training.train(G, D, opt_G, opt_D, data, steps, loss=recipe.loss, d_penalty=d_penalty,
+                             callbacks=callbacks, progress=progress)  # fmt: skip
+    seconds = time.perf_counter() - start
+    result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
+    return ToyRun(recipe, mixture.name, seed, steps, G, D, history, result, seconds)
+
+
+def recipe_table(recipe: ToyRecipe) -> dict:
+    """The recipe's settings as a flat dict, for printing beside results."""
+    return asdict(recipe)
+
+
+def summarise(results: Iterable[dict]) -> list[dict]:
+    """Group run summaries by (recipe, data) and give mean and std of modes, % high quality, KL, seconds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in results:
+        groups.setdefault((row["recipe"], row["data"]), []).append(row)
+    table = []
+    for (recipe, data_name), rows in groups.items():
+        entry = {"recipe": recipe, "data": data_name, "runs": len(rows)}
+        for key in ("modes", "high_quality", "kl", "seconds"):
+            present = [float(r[key]) for r in rows if r[key] is not None and math.isfinite(r[key])]
+            values = torch.tensor(present, dtype=torch.float64)
+            mean = values.mean().item() if present else math.nan
+            std = values.std().item() if len(present) > 1 else 0.0
+            entry[key] = (mean, std)
+        entry["kl_undefined"] = len(rows) - sum(r["kl"] is not None and math.isfinite(r["kl"]) for r in rows)
+        table.append(entry)
+    return table
+
+
+def format_table(table: list[dict]) -> str:
+    """A Markdown table of `summarise` output: mean ± std over runs.
+
+    KL is averaged over the runs where it is defined (at least one high-quality sample); the table
+    says how many runs had none.
+    """
+    lines = [
+        "| recipe | data | runs | modes | high quality (%) | KL | seconds per run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in table:
+        modes, quality, kl = e["modes"], e["high_quality"], e["kl"]
+        kl_text = "undefined" if math.isnan(kl[0]) else f"{kl[0]:.3f} ± {kl[1]:.3f}"
+        if e["kl_undefined"] and not math.isnan(kl[0]):
+            kl_text += f" ({e['kl_undefined']} runs undefined)"
+        lines.append(
+            f"| {e['recipe']} | {e['data']} | {e['runs']} | {modes[0]:.1f} ± {modes[1]:.1f} "
+            f"| {quality[0]:.1f} ± {quality[1]:.1f} | {kl_text} | {e['seconds'][0]:.0f} |"
+        )
+    return "\n".join(lines)

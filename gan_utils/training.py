@@ -1,0 +1,238 @@
+"""One GAN training step, shaped like Algorithm 1 of Goodfellow et al. (2014), and a thin loop.
+
+The step knows nothing about data sets, devices or plotting: it takes the two players, their
+optimisers and a stream of real batches. The loop adds the progress bar, the history and callbacks
+(sample snapshots, live plots). Tricks such as R1 are opt-in pieces passed to the step.
+
+Introduced in chapter 2 (toy dynamics); chapters 3 and 4 reuse it unchanged on images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gan_utils import losses
+from gan_utils.data import BatchIterator
+
+# name -> (discriminator loss, generator loss); all are pure functions of logits (losses.py).
+LOSSES: dict[str, tuple[Callable, Callable]] = {
+    "non-saturating": (losses.minimax_discriminator_loss, losses.non_saturating_generator_loss),
+    "saturating": (losses.minimax_discriminator_loss, losses.saturating_generator_loss),
+    "hinge": (losses.hinge_discriminator_loss, losses.hinge_generator_loss),
+    "wasserstein": (losses.wasserstein_critic_loss, losses.wasserstein_generator_loss),
+}
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; training stopped at the step named in the message."""
+
+
+def get_losses(name: str) -> tuple[Callable, Callable]:
+    """Return the (discriminator loss, generator loss) pair called ``name``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of " + ", ".join(repr(k) for k in LOSSES) + ".")
+    return LOSSES[name]
+
+
+class R1Penalty:
+    """Opt-in R1 regulariser for D (Mescheder et al., 2018): (gamma / 2) E||grad_x D(x)||^2 on real x.
+
+    Pass an instance as ``d_penalty`` to `train_step` or `train`. It runs its own forward pass of D on
+    the real batch, so the step itself stays unchanged.
+    """
+
+    def __init__(self, gamma: float) -> None:
+        if gamma <= 0:
+            raise ValueError(f"R1 gamma must be positive, got {gamma}.")
+        self.gamma = gamma
+
+    def __call__(self, D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+        x_real = x_real.detach().requires_grad_(True)
+        return losses.r1_penalty(D(x_real), x_real, self.gamma)
+
+    def __repr__(self) -> str:
+        return f"R1Penalty(gamma={self.gamma})"
+
+
+def _check_batch_fits(x_real: torch.Tensor, x_fake: torch.Tensor) -> None:
+    if x_real.shape[1:] != x_fake.shape[1:]:
+        raise ValueError(
+            f"the real batch has samples of shape {tuple(x_real.shape[1:])} but G makes samples of shape "
+            f"{tuple(x_fake.shape[1:])}; D scores both, so the data and the generator must agree "
+            "(reshape the data, or build G with the data's sample shape)."
+        )
+
+
+def train_step(
+    G: nn.Module,
+    D: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    real_batches: Iterator[torch.Tensor],
+    loss: str = "non-saturating",
+    d_steps: int = 1,
+    d_penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """One iteration of Algorithm 1: ``d_steps`` updates of D, then one update of G.
+
+    Returns floats: ``loss_D`` and ``loss_G``; ``D(x)`` and ``D(G(z))``, the mean probabilities D gave
+    real and fake samples in its last update (before G moves); ``D(G(z)) at G step``, what D said
+    about fresh fakes when G was updated; and ``penalty`` when ``d_penalty`` is given.
+    """
+    loss_D_fn, loss_G_fn = get_losses(loss)
+    if not isinstance(d_steps, int) or d_steps < 1:
+        raise ValueError(f"d_steps must be a positive integer, got {d_steps!r}.")
+
+    # ---- update D, k times: maximise log D(x) + log(1 - D(G(z))), i.e. minimise loss_D
+    for _ in range(d_steps):
+        x_real = next(real_batches)
+        z = torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device)
+        with torch.no_grad():
+            x_fake = G(z)
+        _check_batch_fits(x_real, x_fake)
+        real_logits, fake_logits = D(x_real), D(x_fake)
+        loss_D = loss_D_fn(real_logits, fake_logits)
+        penalty = d_penalty(D, x_real, x_fake) if d_penalty is not None else None
+        opt_D.zero_grad(set_to_none=True)
+        (loss_D if penalty is None else loss_D + penalty).backward()
+        opt_D.step()
+
+    # ---- update G: the non-saturating loss maximises log D(G(z)) ("real" labels for fakes)
+    z = torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device)
+    fake_logits_G = D(G(z))
+    loss_G = loss_G_fn(fake_logits_G)
+    opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    opt_G.step()
+
+    metrics = {
+        "loss_D": loss_D.item(),
+        "loss_G": loss_G.item(),
+        "D(x)": torch.sigmoid(real_logits).mean().item(),
+        "D(G(z))": torch.sigmoid(fake_logits).mean().item(),
+        "D(G(z)) at G step": torch.sigmoid(fake_logits_G).mean().item(),
+    }
+    if penalty is not None:
+        metrics["penalty"] = penalty.item()
+    return metrics
+
+
+@dataclass
+class TrainState:
+    """What a callback sees after each step."""
+
+    step: int  # steps completed so far
+    metrics: dict[str, float]
+    G: nn.Module
+    D: nn.Module
+    history: dict[str, list[float]] = field(repr=False)
+
+
+Callback = Callable[[TrainState], None]
+
+
+class SampleSnapshots:
+    """Callback: every ``every`` steps, store G(fixed_z) so frames are comparable across time."""
+
+    def __init__(self, fixed_z: torch.Tensor, every: int) -> None:
+        self.fixed_z = fixed_z
+        self.every = every
+        self.steps: list[int] = []
+        self.samples: list[torch.Tensor] = []
+
+    def __call__(self, state: TrainState) -> None:
+        if state.step % self.every == 0 or state.step == 1:
+            was_training = state.G.training
+            state.G.eval()
+            with torch.no_grad():
+                self.samples.append(state.G(self.fixed_z.to(_device_of(state.G))).cpu())
+            state.G.train(was_training)
+            self.steps.append(state.step)
+
+
+class LinearLearningRateDecay:
+    """Callback: scale every optimiser's learning rate linearly from its initial value to 0.
+
+    After step t of T the rate is lr * (1 - t / T). Annealing the step size lets the players settle
+    instead of circling around the equilibrium (chapter 2 shows both behaviours).
+    """
+
+    def __init__(self, optimizers: Iterable[torch.optim.Optimizer], total_steps: int) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be positive, got {total_steps}.")
+        self.total_steps = total_steps
+        self.schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total_steps))
+            for opt in optimizers
+        ]
+
+    def __call__(self, state: TrainState) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _as_stream(data: BatchIterator | Iterable) -> Iterator[torch.Tensor]:
+    stream = data.endless() if isinstance(data, BatchIterator) else iter(data)
+    for batch in stream:
+        yield batch[0] if isinstance(batch, tuple | list) else batch
+
+
+def train(
+    G: nn.Module,
+    D: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    data: BatchIterator | Iterable,
+    steps: int,
+    loss: str = "non-saturating",
+    d_steps: int = 1,
+    d_penalty: Callable | None = None,
+    callbacks: Iterable[Callback] = (),
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Run ``steps`` calls of `train_step` and return the history: one list per metric, plus "step".
+
+    ``data`` is a `BatchIterator` (cycled over epochs) or any iterable of real batches (a tuple
+    batch contributes its first tensor). A NaN or infinite loss raises `TrainingDivergedError`.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    get_losses(loss)
+    callbacks = list(callbacks)
+    real_batches = _as_stream(data)
+    history: dict[str, list[float]] = {"step": []}
+    G.train()
+    D.train()
+    bar = tqdm(range(1, steps + 1), desc=f"GAN ({loss})", disable=not progress, mininterval=0.5)
+    for step in bar:
+        metrics = train_step(
+            G, D, opt_G, opt_D, real_batches, loss=loss, d_steps=d_steps, d_penalty=d_penalty
+        )
+        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise TrainingDivergedError(
+                f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}. Training stopped. Try a "
+                "smaller learning rate, check the data for NaN or inf values, or add a penalty on D "
+                "such as R1Penalty(gamma=1.0)."
+            )
+        history["step"].append(step)
+        for name, value in metrics.items():
+            history.setdefault(name, []).append(value)
+        if progress and step % 50 == 0:
+            bar.set_postfix(
+                loss_D=f"{metrics['loss_D']:.3f}", loss_G=f"{metrics['loss_G']:.3f}", refresh=False
+            )
+        state = TrainState(step=step, metrics=metrics, G=G, D=D, history=history)
+        for callback in callbacks:
+            callback(state)
+    return history
