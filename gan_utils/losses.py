@@ -198,7 +198,7 @@ def gradient_penalty(
     scores = critic(x_hat)
     _check_logits(scores, "critic(x_hat)")
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    grad_norm = grad.flatten(start_dim=1).norm(2, dim=1)  # (n,)
+    grad_norm = grad.reshape(grad.shape[0], -1).norm(2, dim=1)  # (n,)
     return (grad_norm - 1.0).pow(2).mean()
 
 
@@ -227,4 +227,4 @@ def r1_penalty(real_logits: torch.Tensor, x_real: torch.Tensor, gamma: float) ->
             f"real_logits has {real_logits.shape[0]} entries but x_real has {x_real.shape[0]} samples."
         )
     (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
-    return 0.5 * gamma * grad.flatten(start_dim=1).pow(2).sum(dim=1).mean()
+    return 0.5 * gamma * grad.reshape(grad.shape[0], -1).pow(2).sum(dim=1).mean()

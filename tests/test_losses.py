@@ -172,3 +172,10 @@ def test_losses_stay_finite_for_confident_logits():
         losses.non_saturating_generator_loss(huge),
     ):
         assert torch.isfinite(value)
+
+
+def test_r1_accepts_one_dimensional_samples():
+    # the Dirac-GAN of chapter 2: scalar samples of shape [n], D(x) = psi * x
+    psi = torch.tensor([1.5])
+    x_real = torch.zeros(3).requires_grad_(True)
+    assert close(losses.r1_penalty(psi * x_real, x_real, gamma=2.0), 1.5**2, tol=1e-6)

@@ -26,3 +26,38 @@ def test_mixture_plot_marks_every_mean():
     means_layer = ax.collections[1]
     assert means_layer.get_offsets().shape == (8, 2)
     plt.close("all")
+
+
+def test_decision_surface_is_sigmoid_of_d_on_the_grid():
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        D.bias.zero_()
+
+    def logits(x):
+        return D(x).view(-1)
+
+    logits.parameters = D.parameters  # the surface helper moves points to D's device
+    logits.training, logits.eval, logits.train = False, lambda: None, lambda mode=True: None
+    surface = viz.decision_surface(logits, (-2.0, 2.0, -1.0, 1.0), resolution=5)
+    assert surface.shape == (5, 5)
+    expected_row = torch.sigmoid(torch.linspace(-2, 2, 5))
+    torch.testing.assert_close(surface[0], expected_row)
+    torch.testing.assert_close(surface[4], expected_row)
+
+
+def test_toy_movie_records_frames_and_renders_self_contained_html():
+    from gan_utils import models, training
+
+    ring = data.ring()
+    G = models.MLPGenerator(2, (2,), hidden=(8,))
+    D = models.MLPDiscriminator((2,), hidden=(8,))
+    movie = viz.ToyTrainingMovie(ring, torch.randn(50, 2), every=2, resolution=10)
+    opt_G, opt_D = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+    training.train(G, D, opt_G, opt_D, data.BatchIterator(ring.sample(64), batch_size=16), steps=6,
+                   callbacks=[movie], progress=False)  # fmt: skip
+    assert movie.steps == [2, 4, 6] and len(movie.surfaces) == 3
+    html = movie.to_jshtml()
+    assert html.count("data:image/png;base64") >= 3
+    assert "http://" not in html and "https://" not in html, "the player must not load anything remotely"
+    assert 'class="fa' not in html, "icons need the Font Awesome stylesheet, which is not loaded"

@@ -1,0 +1,113 @@
+import copy
+
+import pytest
+import torch
+
+from gan_utils import data, models, training
+
+
+def tiny_gan(seed=0, lr=0.05):
+    torch.manual_seed(seed)
+    G = models.MLPGenerator(2, (2,), hidden=(16,))
+    D = models.MLPDiscriminator((2,), hidden=(16,))
+    return G, D, torch.optim.SGD(G.parameters(), lr=lr), torch.optim.SGD(D.parameters(), lr=lr)
+
+
+def grid_batches(batch_size=64, seed=0):
+    samples = data.grid().sample(512, generator=torch.Generator().manual_seed(seed))
+    return data.BatchIterator(samples, batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("loss", ["non-saturating", "saturating", "hinge", "wasserstein"])
+def test_one_step_moves_each_players_loss_in_the_right_direction(loss):
+    G, D, opt_G, opt_D = tiny_gan()
+    loss_D_fn, loss_G_fn = training.get_losses(loss)
+    x_real = data.grid().sample(256, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(256, 2, generator=torch.Generator().manual_seed(2))
+    G_before, D_before = copy.deepcopy(G), copy.deepcopy(D)
+
+    training.train_step(G, D, opt_G, opt_D, iter([x_real]), loss=loss)
+
+    with torch.no_grad():
+        # D moved first, against the old G: its loss on the same real batch must fall
+        assert loss_D_fn(D(x_real), D(G_before(z))) < loss_D_fn(D_before(x_real), D_before(G_before(z)))
+        # then G moved against the new D: its loss must fall
+        assert loss_G_fn(D(G(z))) < loss_G_fn(D(G_before(z)))
+
+
+def test_step_returns_floats_with_the_documented_names():
+    G, D, opt_G, opt_D = tiny_gan()
+    metrics = training.train_step(
+        G, D, opt_G, opt_D, grid_batches().endless(), d_penalty=training.R1Penalty(1.0)
+    )
+    assert set(metrics) == {"loss_D", "loss_G", "D(x)", "D(G(z))", "D(G(z)) at G step", "penalty"}
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert 0 < metrics["D(x)"] < 1 and metrics["penalty"] > 0
+
+
+def test_k_discriminator_steps_consume_k_real_batches():
+    G, D, opt_G, opt_D = tiny_gan()
+    batches = iter([torch.zeros(8, 2) + i for i in range(5)])
+    training.train_step(G, D, opt_G, opt_D, batches, d_steps=3)
+    assert next(batches)[0, 0].item() == 3.0
+
+
+def test_training_is_deterministic_for_a_fixed_seed_on_cpu():
+    def run():
+        G, D, opt_G, opt_D = tiny_gan(seed=3)
+        torch.manual_seed(3)
+        history = training.train(G, D, opt_G, opt_D, grid_batches(), steps=25, progress=False)
+        return history, [p.detach().clone() for p in G.parameters()]
+
+    (history_a, params_a), (history_b, params_b) = run(), run()
+    assert history_a == history_b
+    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b, strict=True))
+
+
+def test_history_has_one_entry_per_step_and_callbacks_see_every_step():
+    G, D, opt_G, opt_D = tiny_gan()
+    seen = []
+    history = training.train(G, D, opt_G, opt_D, grid_batches(), steps=7, progress=False,
+                             callbacks=[lambda state: seen.append(state.step)])  # fmt: skip
+    assert history["step"] == list(range(1, 8)) and seen == list(range(1, 8))
+    assert len(history["loss_D"]) == 7
+
+
+def test_step_rejects_a_batch_that_does_not_fit_d_with_a_clear_error():
+    G, D, opt_G, opt_D = tiny_gan()
+    with pytest.raises(ValueError, match=r"shape \(3,\) but G makes samples of shape \(2,\)"):
+        training.train_step(G, D, opt_G, opt_D, iter([torch.zeros(8, 3)]))
+
+
+def test_unknown_loss_name_lists_the_choices():
+    G, D, opt_G, opt_D = tiny_gan()
+    with pytest.raises(ValueError, match="'non-saturating', 'saturating', 'hinge', 'wasserstein'"):
+        training.train_step(G, D, opt_G, opt_D, grid_batches().endless(), loss="minmax")
+    with pytest.raises(ValueError, match="unknown loss"):
+        training.train(G, D, opt_G, opt_D, grid_batches(), steps=1, loss="bce")
+
+
+def test_nan_in_the_data_stops_training_with_the_step_and_a_hint():
+    G, D, opt_G, opt_D = tiny_gan()
+    poisoned = [torch.randn(16, 2) for _ in range(3)] + [torch.full((16, 2), float("nan"))]
+    with pytest.raises(training.TrainingDivergedError, match=r"at step 4\. .*smaller learning rate"):
+        training.train(G, D, opt_G, opt_D, poisoned * 2, steps=6, progress=False)
+
+
+def test_lr_decay_reaches_zero_at_the_last_step():
+    G, D, opt_G, opt_D = tiny_gan(lr=0.1)
+    decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
+    training.train(G, D, opt_G, opt_D, grid_batches(), steps=10, callbacks=[decay], progress=False)
+    assert opt_G.param_groups[0]["lr"] == 0.0 and opt_D.param_groups[0]["lr"] == 0.0
+
+
+def test_r1_penalty_piece_matches_the_loss_function_on_a_linear_d():
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[3.0, 4.0]]))
+
+    def critic(x):
+        return D(x).view(-1)
+
+    penalty = training.R1Penalty(gamma=2.0)(critic, torch.randn(10, 2), torch.randn(10, 2))
+    assert abs(penalty.item() - 25.0) < 1e-4  # (gamma / 2) * ||w||^2 = 1 * 25
