@@ -285,8 +285,11 @@ class BatchIterator:
             order = torch.randperm(self.n_samples, generator=self.generator)
         else:
             order = torch.arange(self.n_samples)
+        yield from self._batches(order)
+
+    def _batches(self, order: torch.Tensor, first: int = 0):
         order = order.to(self.tensors[0].device)
-        for batch_index in range(len(self)):
+        for batch_index in range(first, len(self)):
             index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             batch = tuple(t[index] for t in self.tensors)
             yield batch[0] if len(batch) == 1 else batch
@@ -295,3 +298,18 @@ class BatchIterator:
         """Yield batches forever, reshuffling at the start of every epoch."""
         while True:
             yield from self
+
+    def resumable(self, seed: int, start: int = 0) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+        """Yield batches forever from batch number ``start`` (counted over all epochs).
+
+        Epoch e is shuffled with a generator seeded by ``seed + e``, so the stream depends only on
+        (seed, position): a resumed run sees exactly the batches an uninterrupted run would have.
+        """
+        epoch, first = divmod(start, len(self))
+        while True:
+            if self.shuffle:
+                order = torch.randperm(self.n_samples, generator=torch.Generator().manual_seed(seed + epoch))
+            else:
+                order = torch.arange(self.n_samples)
+            yield from self._batches(order, first)
+            epoch, first = epoch + 1, 0

@@ -9,7 +9,11 @@ Introduced in chapter 2 (toy dynamics); chapters 3 and 4 reuse it unchanged on i
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gan_utils import losses
+from gan_utils import checkpoints, losses
 from gan_utils.data import BatchIterator
 
 # name -> (discriminator loss, generator loss); all are pure functions of logits (losses.py).
@@ -181,10 +185,45 @@ def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _as_stream(data: BatchIterator | Iterable) -> Iterator[torch.Tensor]:
-    stream = data.endless() if isinstance(data, BatchIterator) else iter(data)
-    for batch in stream:
-        yield batch[0] if isinstance(batch, tuple | list) else batch
+class _CountingStream:
+    """Real batches with a count of how many were taken, so a checkpoint can record the position."""
+
+    def __init__(self, batches: Iterator, position: int) -> None:
+        self.batches = batches
+        self.position = position
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        batch = next(self.batches)
+        self.position += 1
+        return batch[0] if isinstance(batch, tuple | list) else batch
+
+
+@contextlib.contextmanager
+def _stop_at_step_boundary():
+    """Turn the first Ctrl-C (or a Jupyter kernel interrupt) into a flag checked between steps.
+
+    Stopping between steps means a checkpoint never holds a half-updated pair of players. A second
+    Ctrl-C interrupts at once. Outside the main thread signals cannot be caught; then a Ctrl-C
+    interrupts immediately, as usual.
+    """
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train(
@@ -199,40 +238,98 @@ def train(
     d_penalty: Callable | None = None,
     callbacks: Iterable[Callback] = (),
     progress: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    data_seed: int = 0,
+    config: dict | None = None,
 ) -> dict[str, list[float]]:
-    """Run ``steps`` calls of `train_step` and return the history: one list per metric, plus "step".
+    """Train until step ``steps`` and return the history: one list per metric, plus "step".
 
-    ``data`` is a `BatchIterator` (cycled over epochs) or any iterable of real batches (a tuple
-    batch contributes its first tensor). A NaN or infinite loss raises `TrainingDivergedError`.
+    Args:
+        data: a `BatchIterator` (cycled over epochs) or any iterable of real batches (a tuple batch
+            contributes its first tensor).
+        steps: the total number of steps; a resumed run continues from its checkpoint up to it.
+        checkpoint_path: where to keep the checkpoint (see `gan_utils.checkpoints`). It is written
+            every ``checkpoint_every`` steps (0: only at the end), at the end, and when the run is
+            interrupted. Needs ``data`` to be a `BatchIterator`, whose position it records.
+        resume: continue from ``checkpoint_path``: models, optimisers, random generators, data
+            position and history are restored, so the result is the same as one uninterrupted run.
+        data_seed: seeds the shuffling of a checkpointed run's data stream.
+        config: anything JSON-like describing the run; stored in the checkpoint.
+
+    A NaN or infinite metric raises `TrainingDivergedError` naming the step (the last checkpoint is
+    left as it was). Ctrl-C stops after the current step, saves a checkpoint when a path is given,
+    and returns the history so far. State held by callbacks is not checkpointed.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     get_losses(loss)
     callbacks = list(callbacks)
-    real_batches = _as_stream(data)
     history: dict[str, list[float]] = {"step": []}
+    start, position = 0, 0
+    if checkpoint_path is not None and not isinstance(data, BatchIterator):
+        raise TypeError(
+            "checkpointing needs data as a BatchIterator, so the checkpoint can record its position."
+        )
+    if resume:
+        if checkpoint_path is None:
+            raise ValueError("resume=True needs the checkpoint_path to resume from.")
+        state = checkpoints.load_checkpoint(checkpoint_path)
+        for module, key in ((G, "G"), (D, "D"), (opt_G, "opt_G"), (opt_D, "opt_D")):
+            module.load_state_dict(state[key])
+        history, start, position = state["history"], state["step"], state["data_position"]
+        data_seed = state["data_seed"]
+        checkpoints.restore_rng_state(state["rng"])
+
+    def save(step: int) -> None:
+        if checkpoint_path is not None:
+            checkpoints.save_checkpoint(checkpoint_path, {
+                "step": step, "G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
+                "opt_D": opt_D.state_dict(), "history": history, "data_position": real_batches.position,
+                "data_seed": data_seed, "config": config or {},
+            })  # fmt: skip
+
+    if checkpoint_path is not None:
+        real_batches = _CountingStream(data.resumable(data_seed, position), position)
+    else:
+        real_batches = _CountingStream(data.endless() if isinstance(data, BatchIterator) else iter(data), 0)
     G.train()
     D.train()
-    bar = tqdm(range(1, steps + 1), desc=f"GAN ({loss})", disable=not progress, mininterval=0.5)
-    for step in bar:
-        metrics = train_step(
-            G, D, opt_G, opt_D, real_batches, loss=loss, d_steps=d_steps, d_penalty=d_penalty
-        )
-        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
-        if bad:
-            raise TrainingDivergedError(
-                f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}. Training stopped. Try a "
-                "smaller learning rate, check the data for NaN or inf values, or add a penalty on D "
-                "such as R1Penalty(gamma=1.0)."
+    bar = tqdm(range(start + 1, steps + 1), desc=f"GAN ({loss})", disable=not progress, mininterval=0.5,
+               initial=start, total=steps)  # fmt: skip
+    step = start
+    with _stop_at_step_boundary() as interrupt:
+        for step in bar:
+            metrics = train_step(
+                G, D, opt_G, opt_D, real_batches, loss=loss, d_steps=d_steps, d_penalty=d_penalty
             )
-        history["step"].append(step)
-        for name, value in metrics.items():
-            history.setdefault(name, []).append(value)
-        if progress and step % 50 == 0:
-            bar.set_postfix(
-                loss_D=f"{metrics['loss_D']:.3f}", loss_G=f"{metrics['loss_G']:.3f}", refresh=False
-            )
-        state = TrainState(step=step, metrics=metrics, G=G, D=D, history=history)
-        for callback in callbacks:
-            callback(state)
+            bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+            if bad:
+                raise TrainingDivergedError(
+                    f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}. Training stopped"
+                    + (f"; the last good checkpoint in {checkpoint_path} is kept" if checkpoint_path else "")
+                    + ". Try a smaller learning rate, check the data for NaN or inf values, or add a "
+                    "penalty on D such as R1Penalty(gamma=1.0)."
+                )
+            history["step"].append(step)
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
+            if progress and step % 50 == 0:
+                bar.set_postfix(
+                    loss_D=f"{metrics['loss_D']:.3f}", loss_G=f"{metrics['loss_G']:.3f}", refresh=False
+                )
+            state = TrainState(step=step, metrics=metrics, G=G, D=D, history=history)
+            for callback in callbacks:
+                callback(state)
+            if checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                save(step)
+            if interrupt["stop"]:
+                bar.close()
+                save(step)
+                where = f"; checkpoint saved to {checkpoint_path}" if checkpoint_path else ""
+                print(f"Interrupted after step {step}{where}. The history so far is returned.")
+                return history
+    if step > start:
+        save(step)
     return history

@@ -115,3 +115,18 @@ def test_index_redirects_to_the_introduction(visit):
     page = visit("index.html")
     page.page.wait_for_url("**/book/intro.html")
     assert "Generative Adversarial Networks" in page.page.title()
+
+
+def test_training_movie_plays_on_the_static_page(visit):
+    page = visit("chapters/02_toy_dynamics.html").page
+    movie = page.locator("div.animation").first
+    movie.wait_for()
+    frame = movie.locator("img[id^='_anim_img']")
+    movie.get_by_role("button", name="Pause", exact=True).click()
+    movie.get_by_role("button", name="First frame", exact=True).click()
+    first_src = frame.get_attribute("src")
+    movie.get_by_role("button", name="Next frame", exact=True).click()
+    second_src = frame.get_attribute("src")
+    assert first_src.startswith("data:image/png;base64,") and second_src != first_src
+    # the player's buttons show symbols, not empty Font Awesome icons
+    assert movie.get_by_role("button", name="Play", exact=True).inner_text().strip() == "\u25b6"
