@@ -92,3 +92,13 @@ class MLPDiscriminator(nn.Module):
                 f"got {tuple(x.shape)}."
             )
         return self.net(x.flatten(start_dim=1)).view(-1)  # (n,)
+
+
+def mlp_mnist_generator(latent_dim: int = 100) -> MLPGenerator:
+    """The MNIST MLP generator of chapter 3: z -> 256 -> 512 -> 1024 -> 784 (tanh) -> [n, 1, 28, 28]."""
+    return MLPGenerator(latent_dim, (1, 28, 28), hidden=(256, 512, 1024), output="tanh")
+
+
+def mlp_mnist_discriminator() -> MLPDiscriminator:
+    """The MNIST MLP discriminator of chapter 3: 784 -> 1024 -> 512 -> 256 -> 1 logit."""
+    return MLPDiscriminator((1, 28, 28), hidden=(1024, 512, 256))

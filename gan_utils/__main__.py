@@ -1,0 +1,181 @@
+"""Command line: ``python -m gan_utils train --model mlp --data mnist --steps N --out DIR [--resume]``.
+
+A thin wrapper over `gan_utils.training.train`: it builds the models and data, trains with a
+progress bar, writes a checkpoint and sample grids from one fixed noise batch into ``--out``, and
+continues a stopped run with ``--resume``. Run ``python -m gan_utils train --help`` for every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from gan_utils import checkpoints, data, models, training
+from gan_utils.runtime import default_device, set_seed
+
+MODELS = ("mlp",)
+DATASETS = ("mnist", "ring", "grid")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CommandLineError(Exception):
+    """A mistake in the command line or its inputs, reported without a traceback."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gan_utils", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train a GAN and write checkpoints and sample grids",
+        description="Train a GAN. Example: python -m gan_utils train --model mlp --data mnist --steps 3000 "
+        "--out runs/mlp. Stop it with Ctrl-C at any time; --resume continues to the same result.",
+    )
+    train.add_argument("--model", required=True, choices=MODELS, help="architecture")
+    train.add_argument("--data", required=True, choices=DATASETS, help="mnist (auto source), ring or grid")
+    train.add_argument("--steps", required=True, type=positive_int, help="total generator steps of the run")
+    train.add_argument("--out", required=True, type=Path, help="folder for checkpoint.pt, config.json, PNGs")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    train.add_argument("--seed", type=int, default=0, help="seed for initialisation, noise and data order")
+    train.add_argument("--batch-size", type=positive_int, default=64)
+    train.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate for both players")
+    train.add_argument("--loss", default="non-saturating", choices=list(training.LOSSES))
+    train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
+    train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CommandLineError(f"--device {name!r} is not a device; use auto, cpu, cuda or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandLineError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CommandLineError("--device mps was asked for but MPS is not available; use --device cpu.")
+    return device
+
+
+def build_models(model: str, dataset: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    if dataset == "mnist":
+        return models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
+    return models.MLPGenerator(2, (2,), hidden=(128, 128, 128)), models.MLPDiscriminator(
+        (2,), hidden=(128, 128)
+    )
+
+
+def load_data(dataset: str) -> torch.Tensor:
+    if dataset == "mnist":
+        return data.load_mnist().images
+    mixture = data.ring() if dataset == "ring" else data.grid()
+    return mixture.sample(50_000, generator=torch.Generator().manual_seed(0))
+
+
+class SampleGrids:
+    """Callback: write samples from a fixed z to OUT/samples_stepNNNNNN.png every ``every`` steps."""
+
+    def __init__(self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int, last_step: int) -> None:
+        self.out, self.dataset, self.fixed_z, self.every, self.last_step = (
+            out,
+            dataset,
+            fixed_z,
+            every,
+            last_step,
+        )
+
+    def __call__(self, state: training.TrainState) -> None:
+        if state.step % self.every == 0 or state.step == self.last_step:
+            self.write(state.G, state.step)
+
+    def write(self, G: torch.nn.Module, step: int) -> Path:
+        from gan_utils import viz  # matplotlib only when a picture is due
+
+        G.eval()
+        with torch.no_grad():
+            samples = G(self.fixed_z.to(next(G.parameters()).device)).cpu()
+        G.train()
+        path = self.out / f"samples_step{step:06d}.png"
+        if self.dataset == "mnist":
+            from torchvision.utils import save_image
+
+            save_image(samples, path, nrow=8, normalize=True, value_range=(-1, 1))
+        else:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            mixture = data.ring() if self.dataset == "ring" else data.grid()
+            ax = viz.plot_mixture_samples(mixture, samples, title=f"step {step}")
+            ax.figure.savefig(path, dpi=80)
+            plt.close(ax.figure)
+        return path
+
+
+def train_command(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = args.out / CHECKPOINT_NAME
+    config = {"model": args.model, "data": args.data, "batch_size": args.batch_size, "lr": args.lr,
+              "loss": args.loss, "seed": args.seed}  # fmt: skip
+    if args.resume:
+        saved = checkpoints.load_checkpoint(checkpoint_path)["config"]
+        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        if changed:
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise CommandLineError(f"--resume must repeat the original settings; changed: {details}.")
+    elif checkpoint_path.exists():
+        raise CommandLineError(
+            f"{checkpoint_path} already exists. Add --resume to continue that run, or choose another --out."
+        )
+
+    set_seed(args.seed)
+    G, D = build_models(args.model, args.data)
+    G, D = G.to(device), D.to(device)
+    batches = data.BatchIterator(load_data(args.data).to(device), batch_size=args.batch_size, drop_last=True)
+    opt_G = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+    (args.out / "config.json").write_text(json.dumps({**config, "steps": args.steps}, indent=1) + "\n")
+    grids = SampleGrids(args.out, args.data, fixed_z, args.sample_every, args.steps)
+    history = training.train(
+        G, D, opt_G, opt_D, batches, args.steps, loss=args.loss, callbacks=[grids],
+        progress=not args.no_progress, checkpoint_path=checkpoint_path,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, data_seed=args.seed, config=config,
+    )  # fmt: skip
+    done = history["step"][-1] if history["step"] else 0
+    final = grids.write(G, done)
+    print(f"step {done}/{args.steps}: checkpoint {checkpoint_path}, samples {final}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return train_command(args)
+    except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
