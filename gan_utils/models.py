@@ -34,6 +34,7 @@ class MLPGenerator(nn.Module):
         hidden: widths of the hidden layers.
         batch_norm: BatchNorm after each hidden linear layer (as in VEEGAN's toy generator).
         output: "tanh" to squash into [-1, 1] (images) or "linear" (unbounded toy data).
+        leaky: LeakyReLU(0.2) instead of ReLU in the hidden layers.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class MLPGenerator(nn.Module):
         hidden: tuple[int, ...] = (128, 128),
         batch_norm: bool = False,
         output: str = "linear",
+        leaky: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("tanh", "linear"):
@@ -55,7 +57,7 @@ class MLPGenerator(nn.Module):
             layers.append(nn.Linear(width, size))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(size))
-            layers.append(nn.ReLU())
+            layers.append(nn.LeakyReLU(0.2) if leaky else nn.ReLU())
             width = size
         layers.append(nn.Linear(width, math.prod(self.sample_shape)))
         if output == "tanh":
@@ -95,10 +97,16 @@ class MLPDiscriminator(nn.Module):
 
 
 def mlp_mnist_generator(latent_dim: int = 100) -> MLPGenerator:
-    """The MNIST MLP generator of chapter 3: z -> 256 -> 512 -> 1024 -> 784 (tanh) -> [n, 1, 28, 28]."""
-    return MLPGenerator(latent_dim, (1, 28, 28), hidden=(256, 512, 1024), output="tanh")
+    """The MNIST MLP generator of chapter 3: z -> 256 -> 512 -> 1024 -> 784 (tanh) -> [n, 1, 28, 28].
+
+    BatchNorm and LeakyReLU(0.2) in the hidden layers: on the 5,000 bundled digits this gave more
+    varied samples within the chapter's CPU budget than plain ReLU layers (chapter 3 shows the run).
+    """
+    return MLPGenerator(
+        latent_dim, (1, 28, 28), hidden=(256, 512, 1024), batch_norm=True, output="tanh", leaky=True
+    )
 
 
 def mlp_mnist_discriminator() -> MLPDiscriminator:
-    """The MNIST MLP discriminator of chapter 3: 784 -> 1024 -> 512 -> 256 -> 1 logit."""
-    return MLPDiscriminator((1, 28, 28), hidden=(1024, 512, 256))
+    """The MNIST MLP discriminator of chapter 3: 784 -> 512 -> 256 -> 1 logit, no normalisation."""
+    return MLPDiscriminator((1, 28, 28), hidden=(512, 256))
