@@ -17,7 +17,7 @@ import torch
 from gan_utils import checkpoints, data, models, training
 from gan_utils.runtime import default_device, set_seed
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -76,6 +76,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_models(model: str, dataset: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    if model == "dcgan":
+        if dataset != "mnist":
+            raise CommandLineError("--model dcgan draws images: use it with --data mnist.")
+        G, D = models.DCGANGenerator(latent_dim=64, width=32), models.DCGANDiscriminator(width=32)
+        return G.apply(models.init_weights), D.apply(models.init_weights)
     if dataset == "mnist":
         return models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
     return models.MLPGenerator(2, (2,), hidden=(128, 128, 128)), models.MLPDiscriminator(

@@ -110,3 +110,113 @@ def mlp_mnist_generator(latent_dim: int = 100) -> MLPGenerator:
 def mlp_mnist_discriminator() -> MLPDiscriminator:
     """The MNIST MLP discriminator of chapter 3: 784 -> 512 -> 256 -> 1 logit, no normalisation."""
     return MLPDiscriminator((1, 28, 28), hidden=(512, 256))
+
+
+# ----------------------------------------------------------------------------- DCGAN
+# Radford et al. (2016): strided (transposed) convolutions instead of pooling, BatchNorm in both
+# networks except G's output and D's input layer, ReLU in G with tanh output, LeakyReLU(0.2) in D.
+# The 64x64 layout follows pytorch/examples dcgan/main.py; the 28x28 one is ours for MNIST.
+
+DCGAN_IMAGE_SIZES = (28, 64)
+
+
+def _check_image_size(image_size: int) -> None:
+    if image_size not in DCGAN_IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {DCGAN_IMAGE_SIZES}, got {image_size!r}.")
+
+
+class DCGANGenerator(nn.Module):
+    """z [n, latent_dim] -> images [n, channels, S, S] in [-1, 1], S = 28 or 64."""
+
+    def __init__(
+        self, latent_dim: int = 64, channels: int = 1, width: int = 64, image_size: int = 28
+    ) -> None:
+        super().__init__()
+        _check_image_size(image_size)
+        self.latent_dim, self.image_size = int(latent_dim), image_size
+        self.sample_shape = (channels, image_size, image_size)
+
+        def up(c_in, c_out):  # doubles height and width
+            return [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
+
+        if image_size == 28:
+            layers = [
+                nn.ConvTranspose2d(latent_dim, 2 * width, 7, 1, 0, bias=False),  # (n, 2w, 7, 7)
+                nn.BatchNorm2d(2 * width),
+                nn.ReLU(True),
+                *up(2 * width, width),  # (n, w, 14, 14)
+                nn.ConvTranspose2d(width, channels, 4, 2, 1),  # (n, C, 28, 28)
+            ]
+        else:
+            layers = [
+                nn.ConvTranspose2d(latent_dim, 8 * width, 4, 1, 0, bias=False),  # (n, 8w, 4, 4)
+                nn.BatchNorm2d(8 * width),
+                nn.ReLU(True),
+                *up(8 * width, 4 * width),  # (n, 4w, 8, 8)
+                *up(4 * width, 2 * width),  # (n, 2w, 16, 16)
+                *up(2 * width, width),  # (n, w, 32, 32)
+                nn.ConvTranspose2d(width, channels, 4, 2, 1),  # (n, C, 64, 64)
+            ]
+        self.net = nn.Sequential(*layers, nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"this generator takes z of shape [n, {self.latent_dim}], got {tuple(z.shape)}; "
+                "sample it with torch.randn(n, G.latent_dim)."
+            )
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """images [n, channels, S, S] -> logits [n], S = 28 or 64. No sigmoid."""
+
+    def __init__(self, channels: int = 1, width: int = 64, image_size: int = 28) -> None:
+        super().__init__()
+        _check_image_size(image_size)
+        self.sample_shape = (channels, image_size, image_size)
+
+        def down(c_in, c_out):  # halves height and width
+            return [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
+
+        first = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]  # no BatchNorm on the input
+        if image_size == 28:
+            layers = [*first, *down(width, 2 * width), nn.Conv2d(2 * width, 1, 7, 1, 0)]  # 14 -> 7 -> 1
+        else:
+            layers = [
+                *first,  # (n, w, 32, 32)
+                *down(width, 2 * width),  # (n, 2w, 16, 16)
+                *down(2 * width, 4 * width),  # (n, 4w, 8, 8)
+                *down(4 * width, 8 * width),  # (n, 8w, 4, 4)
+                nn.Conv2d(8 * width, 1, 4, 1, 0),  # (n, 1, 1, 1)
+            ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"this discriminator takes images of shape [n, {', '.join(map(str, self.sample_shape))}], "
+                f"got {tuple(x.shape)}."
+            )
+        return self.net(x).view(-1)
+
+
+def init_weights(module: nn.Module) -> nn.Module:
+    """DCGAN initialisation (Radford et al., 2016): conv and linear weights ~ N(0, 0.02), biases 0,
+    BatchNorm scale ~ N(1, 0.02) and shift 0. Apply with ``model.apply(init_weights)``."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    return module

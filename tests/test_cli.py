@@ -30,9 +30,10 @@ def test_tiny_run_writes_checkpoint_and_png_then_resumes(tmp_path):
     assert payload["step"] == 30 and payload["history"]["step"] == list(range(1, 31))
 
 
-def test_mnist_run_writes_an_image_grid(tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_mnist_run_writes_an_image_grid(tmp_path, model):
     out = tmp_path / "mnist"
-    result = cli("train", "--model", "mlp", "--data", "mnist", "--steps", "2", "--out", str(out),
+    result = cli("train", "--model", model, "--data", "mnist", "--steps", "2", "--out", str(out),
                  "--batch-size", "16", "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
     from PIL import Image
@@ -49,6 +50,7 @@ def test_mnist_run_writes_an_image_grid(tmp_path):
         (["--model", "mlp", "--steps", "ten"], "expected a whole number"),
         (["--model", "mlp", "--steps", "5", "--resume"], "no checkpoint at"),
         (["--model", "mlp", "--steps", "5", "--device", "cuda:7"], "no CUDA GPU is available"),
+        (["--model", "dcgan", "--steps", "5"], "use it with --data mnist"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path, capsys, args, message):

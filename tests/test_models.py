@@ -26,3 +26,34 @@ def test_wrong_sample_shape_gives_a_clear_error():
     D = models.MLPDiscriminator((2,))
     with pytest.raises(ValueError, match=r"samples of shape \[n, 2\], got \(4, 3\)"):
         D(torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("image_size", [28, 64])
+def test_dcgan_shapes_and_range(image_size):
+    G = models.DCGANGenerator(latent_dim=16, channels=1, width=8, image_size=image_size)
+    D = models.DCGANDiscriminator(channels=1, width=8, image_size=image_size)
+    images = G(torch.randn(3, 16) * 10)  # large z: tanh must still bound the output
+    assert images.shape == (3, 1, image_size, image_size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert D(images).shape == (3,)
+
+
+def test_dcgan_init_matches_the_rule():
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(latent_dim=64, width=32).apply(models.init_weights)
+    conv_weights = torch.cat(
+        [m.weight.flatten() for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    )
+    bn_scales = torch.cat([m.weight for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(conv_weights.mean().item()) < 0.001 and abs(conv_weights.std().item() - 0.02) < 0.001
+    assert abs(bn_scales.mean().item() - 1.0) < 0.01 and abs(bn_scales.std().item() - 0.02) < 0.01
+    assert all(m.bias.abs().max() == 0 for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_dcgan_bad_inputs_give_clear_errors():
+    with pytest.raises(ValueError, match=r"image_size must be one of \(28, 64\)"):
+        models.DCGANGenerator(image_size=32)
+    with pytest.raises(ValueError, match=r"z of shape \[n, 64\]"):
+        models.DCGANGenerator()(torch.randn(2, 10))
+    with pytest.raises(ValueError, match=r"images of shape \[n, 1, 28, 28\]"):
+        models.DCGANDiscriminator()(torch.randn(2, 784))
