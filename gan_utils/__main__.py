@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    export = commands.add_parser(
+        "export",
+        help="ship a trained generator in gan_utils/weights with a MANIFEST.json entry",
+        description="Copy the generator of OUT/checkpoint.pt into gan_utils/weights/NAME.pt (float16) and "
+        "record its command, data source, steps, wall time, device and sha256 in MANIFEST.json.",
+    )
+    export.add_argument("--out", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
+    export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
+    export.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
     return parser
 
 
@@ -88,11 +99,47 @@ def build_models(model: str, dataset: str) -> tuple[torch.nn.Module, torch.nn.Mo
     )
 
 
-def load_data(dataset: str) -> torch.Tensor:
+def load_data(dataset: str) -> tuple[torch.Tensor, str]:
+    """The training samples and a description of where they came from."""
     if dataset == "mnist":
-        return data.load_mnist().images
+        mnist = data.load_mnist()
+        return mnist.images, f"MNIST ({mnist.source}, {len(mnist.images)} images)"
     mixture = data.ring() if dataset == "ring" else data.grid()
-    return mixture.sample(50_000, generator=torch.Generator().manual_seed(0))
+    return mixture.sample(
+        50_000, generator=torch.Generator().manual_seed(0)
+    ), f"{dataset} mixture, 50,000 samples"
+
+
+def record_run(
+    out: Path, command_line: str, device: torch.device, source: str, seconds: float, step: int
+) -> None:
+    """Keep OUT/run.json: every command that trained this run, its device, data and total wall time."""
+    path = out / "run.json"
+    run = json.loads(path.read_text()) if path.exists() else {"commands": [], "wall_seconds": 0.0}
+    run["commands"].append(command_line)
+    run.update(device=device.type, data_source=source, steps=step,
+               wall_seconds=round(run["wall_seconds"] + seconds, 1))  # fmt: skip
+    path.write_text(json.dumps(run, indent=1) + "\n")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from gan_utils import pretrained
+
+    checkpoint_path = args.out / CHECKPOINT_NAME
+    config = checkpoints.load_checkpoint(checkpoint_path)["config"]
+    run_path = args.out / "run.json"
+    if not run_path.is_file():
+        raise CommandLineError(f"{run_path} is missing; export needs a folder written by 'gan_utils train'.")
+    run = json.loads(run_path.read_text())
+    G, _ = build_models(config["model"], config["data"])
+    pretrained.generator_from_checkpoint(checkpoint_path, G)
+    record = {"command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
+              "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
+    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
+    path = pretrained.export_generator(G, args.name, record, weights_dir=weights_dir)
+    manifest = weights_dir / pretrained.MANIFEST_NAME
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its entry in {manifest}")
+    return 0
 
 
 class SampleGrids:
@@ -156,7 +203,9 @@ def train_command(args: argparse.Namespace) -> int:
     set_seed(args.seed)
     G, D = build_models(args.model, args.data)
     G, D = G.to(device), D.to(device)
-    batches = data.BatchIterator(load_data(args.data).to(device), batch_size=args.batch_size, drop_last=True)
+    real, source = load_data(args.data)
+    batches = data.BatchIterator(real.to(device), batch_size=args.batch_size, drop_last=True)
+    start = time.perf_counter()
     opt_G = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
@@ -168,15 +217,18 @@ def train_command(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, data_seed=args.seed, config=config,
     )  # fmt: skip
     done = history["step"][-1] if history["step"] else 0
+    record_run(args.out, args.command_line, device, source, time.perf_counter() - start, done)
     final = grids.write(G, done)
     print(f"step {done}/{args.steps}: checkpoint {checkpoint_path}, samples {final}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m gan_utils " + " ".join(argv)
     try:
-        return train_command(args)
+        return train_command(args) if args.command == "train" else export_command(args)
     except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

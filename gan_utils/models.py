@@ -51,6 +51,15 @@ class MLPGenerator(nn.Module):
             raise ValueError(f"output must be 'tanh' or 'linear', got {output!r}.")
         self.latent_dim = int(latent_dim)
         self.sample_shape = _check_sample_shape(sample_shape)
+        # kept so the generator can be rebuilt from a manifest (gan_utils.pretrained)
+        self.config = {
+            "latent_dim": self.latent_dim,
+            "sample_shape": list(self.sample_shape),
+            "hidden": list(hidden),
+            "batch_norm": batch_norm,
+            "output": output,
+            "leaky": leaky,
+        }
         layers: list[nn.Module] = []
         width = self.latent_dim
         for size in hidden:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from gan_utils import checkpoints
 from gan_utils.__main__ import main
@@ -90,3 +91,23 @@ def test_help_documents_the_command(capsys):
     shown = capsys.readouterr().out
     for option in ("--model", "--data", "--steps", "--out", "--resume", "--device", "--seed"):
         assert option in shown
+
+
+def test_export_ships_a_trained_generator_with_its_record(tmp_path):
+    from gan_utils import pretrained
+
+    out, weights = tmp_path / "run", tmp_path / "weights"
+    assert (
+        main(
+            ["train", "--model", "mlp", "--data", "ring", "--steps", "4", "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
+    assert main(["export", "--out", str(out), "--name", "mlp-ring", "--weights-dir", str(weights)]) == 0
+    entry = pretrained.read_manifest(weights)["mlp-ring"]
+    assert entry["steps"] == 4 and entry["device"] == "cpu" and "ring mixture" in entry["data_source"]
+    assert entry["command"] == [
+        f"python -m gan_utils train --model mlp --data ring --steps 4 --out {out} --no-progress"
+    ]
+    G = pretrained.load_pretrained("mlp-ring", weights_dir=weights)
+    assert G(torch.randn(3, G.latent_dim)).shape == (3, 2)

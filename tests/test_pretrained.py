@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from gan_utils import models, pretrained
+
+
+@pytest.fixture
+def weights_dir(tmp_path):
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
+    pretrained.export_generator(G, "tiny-dcgan", {"command": "python -m gan_utils train ...", "steps": 1},
+                                weights_dir=tmp_path)  # fmt: skip
+    return tmp_path
+
+
+def test_export_then_load_round_trips_and_follows_the_contract(weights_dir):
+    G = pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
+    assert not G.training and G.latent_dim == 8
+    images = G(torch.randn(2, 8))
+    assert images.shape == (2, 1, 28, 28) and images.abs().max() <= 1
+    entry = pretrained.read_manifest(weights_dir)["tiny-dcgan"]
+    assert entry["sha256"] == pretrained.sha256_of(weights_dir / "tiny-dcgan.pt")
+    assert entry["architecture"]["kwargs"] == {"latent_dim": 8, "channels": 1, "width": 4, "image_size": 28}
+    assert entry["command"].startswith("python -m gan_utils train")
+
+
+def test_a_tampered_file_is_refused(weights_dir):
+    path = weights_dir / "tiny-dcgan.pt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(pretrained.PretrainedError, match="does not match the sha256"):
+        pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
+
+
+def test_an_unknown_name_lists_the_available_ones(weights_dir):
+    with pytest.raises(
+        pretrained.PretrainedError, match="no pretrained generator called 'stylegan'.*'tiny-dcgan'"
+    ):
+        pretrained.load_pretrained("stylegan", weights_dir=weights_dir)
+
+
+def test_loading_uses_weights_only(weights_dir, monkeypatch):
+    seen = {}
+    original = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
+    assert seen.get("weights_only") is True
+
+
+def test_a_file_with_pickled_code_is_refused_even_with_a_matching_hash(weights_dir):
+    import os
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = weights_dir / "tiny-dcgan.pt"
+    torch.save({"net.0.weight": Exploit()}, path)
+    manifest = json.loads((weights_dir / pretrained.MANIFEST_NAME).read_text())
+    manifest["tiny-dcgan"]["sha256"] = pretrained.sha256_of(path)
+    (weights_dir / pretrained.MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(pretrained.PretrainedError, match="could not be read safely"):
+        pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
