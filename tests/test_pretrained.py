@@ -69,3 +69,22 @@ def test_a_file_with_pickled_code_is_refused_even_with_a_matching_hash(weights_d
     (weights_dir / pretrained.MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(pretrained.PretrainedError, match="could not be read safely"):
         pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
+
+
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+def test_shipped_generators_load_and_follow_the_contract(name):
+    assert name in pretrained.available(), f"{name} should ship in gan_utils/weights"
+    entry = pretrained.read_manifest()[name]
+    assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 5 * 1024 * 1024
+    assert entry["command"] and entry["steps"] > 0 and entry["device"] and entry["data_source"]
+    G = pretrained.load_pretrained(name)
+    with torch.no_grad():
+        images = G(torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(0)))
+    assert images.shape == (16, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    # a trained generator draws dark backgrounds with bright strokes, and different digits
+    assert images.mean() < -0.4 and images.std(dim=0).mean() > 0.1
+
+
+def test_all_shipped_weights_together_stay_under_20_mb():
+    total = sum(p.stat().st_size for p in pretrained.WEIGHTS_DIR.glob("*.pt"))
+    assert total <= 20 * 1024 * 1024
