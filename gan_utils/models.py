@@ -18,6 +18,22 @@ import torch
 from torch import nn
 
 
+def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise ValueError(
+            f"this generator takes z of shape [n, {latent_dim}], got {tuple(z.shape)}; "
+            "sample it with torch.randn(n, G.latent_dim)."
+        )
+
+
+def _check_samples(x: torch.Tensor, sample_shape: tuple[int, ...]) -> None:
+    if tuple(x.shape[1:]) != sample_shape:
+        raise ValueError(
+            f"this discriminator takes samples of shape [n, {', '.join(map(str, sample_shape))}], "
+            f"got {tuple(x.shape)}."
+        )
+
+
 def _check_sample_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     sample_shape = tuple(int(s) for s in sample_shape)
     if not sample_shape or any(s < 1 for s in sample_shape):
@@ -74,11 +90,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"this generator takes z of shape [n, {self.latent_dim}], got {tuple(z.shape)}; "
-                f"sample it with torch.randn(n, G.latent_dim)."
-            )
+        _check_latent(z, self.latent_dim)
         return self.net(z).view(-1, *self.sample_shape)  # (n, *sample_shape)
 
 
@@ -97,11 +109,7 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.sample_shape:
-            raise ValueError(
-                f"this discriminator takes samples of shape [n, {', '.join(map(str, self.sample_shape))}], "
-                f"got {tuple(x.shape)}."
-            )
+        _check_samples(x, self.sample_shape)
         return self.net(x.flatten(start_dim=1)).view(-1)  # (n,)
 
 
@@ -173,11 +181,7 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"this generator takes z of shape [n, {self.latent_dim}], got {tuple(z.shape)}; "
-                "sample it with torch.randn(n, G.latent_dim)."
-            )
+        _check_latent(z, self.latent_dim)
         return self.net(z[:, :, None, None])
 
 
@@ -210,11 +214,7 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.sample_shape:
-            raise ValueError(
-                f"this discriminator takes images of shape [n, {', '.join(map(str, self.sample_shape))}], "
-                f"got {tuple(x.shape)}."
-            )
+        _check_samples(x, self.sample_shape)
         return self.net(x).view(-1)
 
 

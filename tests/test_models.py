@@ -55,5 +55,5 @@ def test_dcgan_bad_inputs_give_clear_errors():
         models.DCGANGenerator(image_size=32)
     with pytest.raises(ValueError, match=r"z of shape \[n, 64\]"):
         models.DCGANGenerator()(torch.randn(2, 10))
-    with pytest.raises(ValueError, match=r"images of shape \[n, 1, 28, 28\]"):
+    with pytest.raises(ValueError, match=r"samples of shape \[n, 1, 28, 28\]"):
         models.DCGANDiscriminator()(torch.randn(2, 784))
