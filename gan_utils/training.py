@@ -82,34 +82,45 @@ def train_step(
     loss: str = "non-saturating",
     d_steps: int = 1,
     d_penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    reuse_fakes: bool = False,
 ) -> dict[str, float]:
     """One iteration of Algorithm 1: ``d_steps`` updates of D, then one update of G.
 
+    ``reuse_fakes=True`` (only with ``d_steps=1``) lets the G update score the fakes D was just
+    trained on instead of drawing fresh noise, as pytorch/examples' DCGAN does. It saves one forward
+    pass of G per step (about a fifth of a DCGAN step on a CPU); the G gradient is still an unbiased
+    estimate because z is fresh noise that D saw only once.
+
     Returns floats: ``loss_D`` and ``loss_G``; ``D(x)`` and ``D(G(z))``, the mean probabilities D gave
     real and fake samples in its last update (before G moves); ``D(G(z)) at G step``, what D said
-    about fresh fakes when G was updated; and ``penalty`` when ``d_penalty`` is given.
+    about the fakes when G was updated; and ``penalty`` when ``d_penalty`` is given.
     """
     loss_D_fn, loss_G_fn = get_losses(loss)
     if not isinstance(d_steps, int) or d_steps < 1:
         raise ValueError(f"d_steps must be a positive integer, got {d_steps!r}.")
+    if reuse_fakes and d_steps != 1:
+        raise ValueError(
+            "reuse_fakes=True needs d_steps=1: with several D updates, which fakes would G reuse?"
+        )
 
     # ---- update D, k times: maximise log D(x) + log(1 - D(G(z))), i.e. minimise loss_D
     for _ in range(d_steps):
         x_real = next(real_batches)
         z = torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device)
-        with torch.no_grad():
-            x_fake = G(z)
+        with torch.set_grad_enabled(reuse_fakes):
+            x_fake = G(z)  # keeps its graph only when G will reuse it
         _check_batch_fits(x_real, x_fake)
-        real_logits, fake_logits = D(x_real), D(x_fake)
+        real_logits, fake_logits = D(x_real), D(x_fake.detach())
         loss_D = loss_D_fn(real_logits, fake_logits)
-        penalty = d_penalty(D, x_real, x_fake) if d_penalty is not None else None
+        penalty = d_penalty(D, x_real, x_fake.detach()) if d_penalty is not None else None
         opt_D.zero_grad(set_to_none=True)
         (loss_D if penalty is None else loss_D + penalty).backward()
         opt_D.step()
 
     # ---- update G: the non-saturating loss maximises log D(G(z)) ("real" labels for fakes)
-    z = torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device)
-    fake_logits_G = D(G(z))
+    if not reuse_fakes:
+        x_fake = G(torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device))
+    fake_logits_G = D(x_fake)
     loss_G = loss_G_fn(fake_logits_G)
     opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
@@ -171,14 +182,15 @@ class LinearLearningRateDecay:
         if total_steps < 1:
             raise ValueError(f"total_steps must be positive, got {total_steps}.")
         self.total_steps = total_steps
-        self.schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total_steps))
-            for opt in optimizers
-        ]
+        self.optimizers = list(optimizers)
+        self.initial = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
 
     def __call__(self, state: TrainState) -> None:
-        for scheduler in self.schedulers:
-            scheduler.step()
+        # computed from the step number alone, so a resumed run continues the same schedule
+        scale = max(0.0, 1.0 - state.step / self.total_steps)
+        for opt, initial in zip(self.optimizers, self.initial, strict=True):
+            for group, lr in zip(opt.param_groups, initial, strict=True):
+                group["lr"] = lr * scale
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -236,6 +248,7 @@ def train(
     loss: str = "non-saturating",
     d_steps: int = 1,
     d_penalty: Callable | None = None,
+    reuse_fakes: bool = False,
     callbacks: Iterable[Callback] = (),
     progress: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
@@ -250,6 +263,7 @@ def train(
         data: a `BatchIterator` (cycled over epochs) or any iterable of real batches (a tuple batch
             contributes its first tensor).
         steps: the total number of steps; a resumed run continues from its checkpoint up to it.
+        loss, d_steps, d_penalty, reuse_fakes: passed to `train_step`.
         checkpoint_path: where to keep the checkpoint (see `gan_utils.checkpoints`). It is written
             every ``checkpoint_every`` steps (0: only at the end), at the end, and when the run is
             interrupted. Needs ``data`` to be a `BatchIterator`, whose position it records.
@@ -265,6 +279,10 @@ def train(
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     get_losses(loss)
+    if reuse_fakes and d_steps != 1:
+        raise ValueError(
+            "reuse_fakes=True needs d_steps=1: with several D updates, which fakes would G reuse?"
+        )
     callbacks = list(callbacks)
     history: dict[str, list[float]] = {"step": []}
     start, position = 0, 0
@@ -301,9 +319,8 @@ def train(
     step = start
     with _stop_at_step_boundary() as interrupt:
         for step in bar:
-            metrics = train_step(
-                G, D, opt_G, opt_D, real_batches, loss=loss, d_steps=d_steps, d_penalty=d_penalty
-            )
+            metrics = train_step(G, D, opt_G, opt_D, real_batches, loss=loss, d_steps=d_steps,
+                                 d_penalty=d_penalty, reuse_fakes=reuse_fakes)  # fmt: skip
             bad = [name for name, value in metrics.items() if not math.isfinite(value)]
             if bad:
                 raise TrainingDivergedError(

@@ -111,3 +111,46 @@ def test_r1_penalty_piece_matches_the_loss_function_on_a_linear_d():
 
     penalty = training.R1Penalty(gamma=2.0)(critic, torch.randn(10, 2), torch.randn(10, 2))
     assert abs(penalty.item() - 25.0) < 1e-4  # (gamma / 2) * ||w||^2 = 1 * 25
+
+
+def test_reuse_fakes_scores_the_d_step_fakes_with_one_generator_pass():
+    G, D, opt_G, opt_D = tiny_gan()
+    G_before = copy.deepcopy(G)
+    x_real = data.grid().sample(128, generator=torch.Generator().manual_seed(1))
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    torch.manual_seed(5)
+    metrics = training.train_step(G, D, opt_G, opt_D, iter([x_real]), reuse_fakes=True)
+    assert len(calls) == 1
+    torch.manual_seed(5)
+    z = torch.randn(128, 2)  # the noise the D step drew
+    with torch.no_grad():
+        expected = torch.sigmoid(D(G_before(z))).mean().item()  # D after its update, G before its own
+    assert metrics["D(G(z)) at G step"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_reuse_fakes_without_it_draws_fresh_noise_for_g():
+    G, D, opt_G, opt_D = tiny_gan()
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    training.train_step(G, D, opt_G, opt_D, iter([data.grid().sample(64)]))
+    assert len(calls) == 2
+
+
+def test_reuse_fakes_needs_a_single_d_step():
+    G, D, opt_G, opt_D = tiny_gan()
+    with pytest.raises(ValueError, match="reuse_fakes=True needs d_steps=1"):
+        training.train_step(G, D, opt_G, opt_D, iter([]), d_steps=2, reuse_fakes=True)
+
+
+def test_lr_decay_resumed_from_a_checkpoint_continues_the_same_schedule(tmp_path):
+    path = tmp_path / "run.pt"
+    G, D, opt_G, opt_D = tiny_gan(lr=0.1)
+    decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
+    training.train(G, D, opt_G, opt_D, grid_batches(), steps=4, callbacks=[decay], progress=False,
+                   checkpoint_path=path)  # fmt: skip
+    G, D, opt_G, opt_D = tiny_gan(lr=0.1)  # a new process: fresh optimisers at the initial rate
+    decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
+    training.train(G, D, opt_G, opt_D, grid_batches(), steps=7, callbacks=[decay], progress=False,
+                   checkpoint_path=path, resume=True)  # fmt: skip
+    assert opt_G.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 7 / 10))
