@@ -1,4 +1,5 @@
-"""Generators that ship with the book, so chapters that need long training can load them instead.
+"""Generators (and chapter 5's classifier) that ship with the book, so chapters that would need long
+training can load them instead.
 
 Each file in ``gan_utils/weights/`` is listed in ``MANIFEST.json`` with its sha256, the architecture
 to rebuild, the exact command that trained it, the data source, the steps, the wall time, the device
@@ -21,11 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_utils import checkpoints, models
+from gan_utils import checkpoints, classifier, models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "MANIFEST.json"
-ARCHITECTURES = {"MLPGenerator": models.MLPGenerator, "DCGANGenerator": models.DCGANGenerator}
+ARCHITECTURES = {
+    "MLPGenerator": models.MLPGenerator,
+    "DCGANGenerator": models.DCGANGenerator,
+    "MNISTClassifier": classifier.MNISTClassifier,
+}
 
 
 class PretrainedError(RuntimeError):
@@ -48,18 +53,21 @@ def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
 
 
 def available(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """Names of the shipped generators, e.g. ['dcgan-mnist', 'mlp-mnist']."""
+    """Names of the shipped models, e.g. ['dcgan-mnist', 'mlp-mnist', 'mnist-classifier']."""
     return sorted(read_manifest(weights_dir))
 
 
 def load_pretrained(
     name: str, device: str | torch.device = "cpu", weights_dir: Path = WEIGHTS_DIR
 ) -> nn.Module:
-    """Return the shipped generator ``name`` in eval mode, after checking its sha256."""
+    """Return the shipped model ``name`` in eval mode, after checking its sha256.
+
+    Names: see `available` (``dcgan-mnist``, ``mlp-mnist`` and the metrics' ``mnist-classifier``).
+    """
     manifest = read_manifest(weights_dir)
     if name not in manifest:
         names = ", ".join(repr(n) for n in sorted(manifest)) or "none are installed"
-        raise PretrainedError(f"no pretrained generator called {name!r}; available: {names}.")
+        raise PretrainedError(f"no pretrained model called {name!r}; available: {names}.")
     entry = manifest[name]
     path = weights_dir / entry["file"]
     if not path.is_file():
@@ -101,6 +109,8 @@ def export_generator(
 ) -> Path:
     """Write G's weights (float16) to ``weights_dir/name.pt`` and its manifest entry; return the path.
 
+    G may be any module (the classifier too); pass ``architecture`` for classes export cannot name.
+
     ``record`` holds the command, data source, steps, wall time, device and metrics.
     """
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +125,15 @@ def export_generator(
                       "architecture": architecture or _architecture_of(G), **record}  # fmt: skip
     (weights_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def record_metrics(name: str, scores: dict[str, Any], weights_dir: Path = WEIGHTS_DIR) -> None:
+    """Store ``scores`` as the ``metrics`` of manifest entry ``name`` (the weights file is untouched)."""
+    manifest = read_manifest(weights_dir)
+    if name not in manifest:
+        raise PretrainedError(f"no manifest entry called {name!r}; export the model first.")
+    manifest[name]["metrics"] = scores
+    (weights_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def generator_from_checkpoint(checkpoint_path: Path, G: nn.Module) -> nn.Module:

@@ -37,7 +37,7 @@ def test_a_tampered_file_is_refused(weights_dir):
 
 def test_an_unknown_name_lists_the_available_ones(weights_dir):
     with pytest.raises(
-        pretrained.PretrainedError, match="no pretrained generator called 'stylegan'.*'tiny-dcgan'"
+        pretrained.PretrainedError, match="no pretrained model called 'stylegan'.*'tiny-dcgan'"
     ):
         pretrained.load_pretrained("stylegan", weights_dir=weights_dir)
 

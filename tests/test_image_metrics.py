@@ -1,0 +1,229 @@
+import math
+
+import pytest
+import torch
+
+from gan_utils import classifier, data, metrics, pretrained
+
+
+def gaussian(n, d=8, seed=0, shift=0.0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) + shift
+
+
+# ---------------------------------------------------------------- Fréchet distance
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    a = gaussian(500)
+    assert metrics.frechet_distance(a, a) < 1e-8
+
+
+@pytest.mark.parametrize("shift", [0.5, 1.0, 2.0])
+def test_frechet_distance_of_a_shifted_copy_is_the_squared_shift(shift):
+    a = gaussian(500)
+    moved = a.clone()
+    moved[:, 0] += shift  # same covariance, means differ by `shift` along one axis
+    assert metrics.frechet_distance(a, moved) == pytest.approx(shift**2, rel=1e-6)
+
+
+def test_frechet_distance_of_a_scaled_copy_matches_the_closed_form():
+    # b = s a: S_b = s^2 S_a, (S_a S_b)^(1/2) = s S_a, so FD = (1 - s)^2 (|mu_a|^2 + Tr S_a)
+    a = gaussian(400, d=5, shift=0.3)
+    s = 1.7
+    expected = (1 - s) ** 2 * (a.double().mean(0).square().sum() + torch.cov(a.double().T).trace())
+    assert metrics.frechet_distance(a, s * a) == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_frechet_distance_grows_as_one_set_moves_away():
+    a, b = gaussian(1000, seed=0), gaussian(1000, seed=1)
+    distances = [metrics.frechet_distance(a, b + shift) for shift in (0.0, 0.25, 0.5, 1.0)]
+    assert distances == sorted(distances) and distances[0] < 0.2 < distances[-1]
+
+
+# ---------------------------------------------------------------- precision and recall
+
+
+def brute_force_precision_recall(real, fake, k):
+    """The definition, one point at a time, with no blocks."""
+
+    def radius(points, i):
+        others = torch.cat([points[:i], points[i + 1 :]])
+        return (others - points[i]).norm(dim=1).sort().values[k - 1]
+
+    def inside(x, points, radii):
+        return any((x - p).norm() <= r for p, r in zip(points, radii, strict=True))
+
+    real_radii = [radius(real, i) for i in range(len(real))]
+    fake_radii = [radius(fake, i) for i in range(len(fake))]
+    precision = sum(inside(y, real, real_radii) for y in fake) / len(fake)
+    recall = sum(inside(x, fake, fake_radii) for x in real) / len(real)
+    return precision, recall
+
+
+def test_precision_recall_matches_the_definition_computed_point_by_point():
+    real, fake = gaussian(60, d=3, seed=2), gaussian(50, d=3, seed=3, shift=0.5)
+    expected = brute_force_precision_recall(real.double(), fake.double(), k=3)
+    got = metrics.precision_recall(real, fake, k=3, block=7)  # blocks smaller than the sets
+    assert (got["precision"], got["recall"]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_sets_have_perfect_precision_and_recall():
+    a = gaussian(300)
+    assert metrics.precision_recall(a, a, k=3) == {"precision": 1.0, "recall": 1.0}
+
+
+def test_two_samples_of_one_distribution_score_alike_and_high():
+    # same distribution: the two directions are exchangeable, so precision and recall agree on
+    # average; with k = 3 in 8 dimensions both sit near 0.9 (measured over seeds, not a bound)
+    scores = [
+        metrics.precision_recall(gaussian(1500, seed=s), gaussian(1500, seed=100 + s)) for s in range(4)
+    ]
+    precision = sum(s["precision"] for s in scores) / 4
+    recall = sum(s["recall"] for s in scores) / 4
+    assert abs(precision - recall) < 0.02
+    assert 0.8 < precision < 0.98
+
+
+def test_far_apart_sets_have_zero_precision_and_recall():
+    result = metrics.precision_recall(gaussian(200), gaussian(200, seed=1, shift=50.0))
+    assert result == {"precision": 0.0, "recall": 0.0}
+
+
+# ---------------------------------------------------------------- density and coverage
+
+
+def test_density_is_one_on_average_for_one_distribution():
+    # E[density] = 1 exactly when real and fake are drawn alike (Naeem et al., 2020)
+    values = [metrics.density_coverage(gaussian(1000, seed=s), gaussian(1000, seed=50 + s))["density"]
+              for s in range(5)]  # fmt: skip
+    assert sum(values) / len(values) == pytest.approx(1.0, abs=0.05)
+
+
+def test_coverage_matches_its_closed_form_for_one_distribution():
+    n_real, n_fake, k = 1000, 500, 5
+    expected = metrics.expected_coverage_same_distribution(n_real, n_fake, k)
+    values = [metrics.density_coverage(gaussian(n_real, seed=s), gaussian(n_fake, seed=70 + s), k)["coverage"]
+              for s in range(5)]  # fmt: skip
+    assert expected == pytest.approx(1 - math.prod((n_real - i) / (n_real + n_fake - i) for i in range(1, 6)))
+    assert sum(values) / len(values) == pytest.approx(expected, abs=0.015)
+
+
+def test_fakes_piled_on_one_real_point_have_low_coverage():
+    real = gaussian(500)
+    fake = real[:1].repeat(200, 1)
+    result = metrics.density_coverage(real, fake)
+    assert result["coverage"] <= 6 / 500
+
+
+# ---------------------------------------------------------------- classes and neighbours
+
+
+def test_class_kl_is_zero_for_balanced_classes_and_log_c_for_one():
+    assert metrics.class_kl(torch.full((10,), 0.1, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-12)
+    one_class = torch.zeros(10)
+    one_class[3] = 1
+    assert metrics.class_kl(one_class) == pytest.approx(math.log(10))
+
+
+def test_class_histogram_counts_argmax_labels():
+    probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    assert metrics.class_histogram(probabilities).tolist() == [0.75, 0.25]
+
+
+def test_nearest_neighbours_finds_training_images_exactly():
+    images = data.load_mnist(source="bundled").images[:600]
+    queries = images[[5, 17, 400]]
+    distances, indices = metrics.nearest_neighbours(queries, images, k=2, block=2)
+    assert indices[:, 0].tolist() == [5, 17, 400]
+    assert distances[:, 0].abs().max() < 1e-3 and (distances[:, 1] > 1).all()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.zeros(4, 28, 28), r"shape \[n, 1, 28, 28\].*unsqueeze\(1\)"),
+        (torch.zeros(4, 784), r"view\(-1, 1, 28, 28\)"),
+        (torch.zeros(4, 3, 32, 32), r"shape \[n, 1, 28, 28\], got \(4, 3, 32, 32\)"),
+        (torch.full((4, 1, 28, 28), 255.0), r"must lie in \[-1, 1\]"),
+        (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "dtype torch.uint8"),
+        (torch.full((4, 1, 28, 28), float("nan")), "NaN or inf"),
+    ],
+)
+def test_bad_images_give_clear_errors(images, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.nearest_neighbours(images, torch.zeros(3, 1, 28, 28))
+
+
+def test_bad_feature_sets_give_clear_errors():
+    with pytest.raises(ValueError, match="feature sizes differ: 8 vs 4"):
+        metrics.frechet_distance(gaussian(10), gaussian(10, d=4))
+    with pytest.raises(ValueError, match=r"2-D tensor \[n, d\]"):
+        metrics.precision_recall(torch.zeros(10, 1, 28, 28), gaussian(10))
+    with pytest.raises(ValueError, match="at least 4"):
+        metrics.precision_recall(gaussian(3), gaussian(10), k=3)
+
+
+# ---------------------------------------------------------------- with the shipped classifier
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return data.load_mnist(source="bundled")
+
+
+@pytest.fixture(scope="module")
+def real_features(bundled):
+    return metrics.digit_features(bundled.images)
+
+
+def test_shipped_classifier_reaches_its_recorded_held_out_accuracy(bundled):
+    entry = pretrained.read_manifest()["mnist-classifier"]
+    assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 2 * 1024 * 1024
+    _, held_out = classifier.stratified_split(bundled.labels, held_out_per_class=100, seed=0)
+    model = pretrained.load_pretrained("mnist-classifier")
+    accuracy = classifier.accuracy(model, bundled.images[held_out], bundled.labels[held_out])
+    assert accuracy >= entry["metrics"]["held_out_accuracy"] - 0.002
+    assert accuracy >= 0.96
+
+
+def test_a_collapsed_generator_has_low_recall_and_a_high_class_kl(bundled, real_features):
+    threes = bundled.images[bundled.labels == 3]
+    collapsed = metrics.image_metrics(metrics.digit_features(threes), real_features)
+    assert collapsed["recall"] < 0.25 and collapsed["coverage"] < 0.2
+    assert collapsed["class_kl"] > 0.9 * math.log(10)
+    assert collapsed["precision"] > 0.9  # each sample is a fine digit: only the variety is missing
+
+
+def test_real_digits_against_real_digits_score_as_a_match(bundled, real_features):
+    first, second = classifier.stratified_split(bundled.labels, held_out_per_class=250, seed=1)
+    a = metrics.DigitFeatures(real_features.features[first], real_features.probabilities[first])
+    b = metrics.DigitFeatures(real_features.features[second], real_features.probabilities[second])
+    result = metrics.image_metrics(b, a)
+    assert result["class_kl"] < 0.01 and result["precision"] > 0.8 and result["recall"] > 0.8
+    assert 0.8 < result["density"] < 1.2
+
+
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+def test_shipped_generators_meet_their_recorded_metrics(name, bundled, real_features):
+    recorded = pretrained.read_manifest()[name]["metrics"]
+    G = pretrained.load_pretrained(name)
+    fake = metrics.digit_features(metrics.sample_images(G, recorded["samples"], seed=recorded["seed"]))
+    measured = metrics.image_metrics(fake, real_features)
+    assert measured["frechet_distance"] <= recorded["frechet_distance"] * 1.02
+    for key in ("precision", "recall", "density", "coverage"):
+        assert measured[key] >= recorded[key] - 0.01, key
+    assert measured["class_kl"] <= recorded["class_kl"] + 0.005
+
+
+def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
+    probabilities = torch.full((6, 10), 0.01)
+    probabilities[0, 1] = probabilities[1, 1] = probabilities[2, 2] = 0.91  # confident: 1, 1, 2
+    probabilities[3, 3] = 0.5  # unsure
+    result = metrics.recognisable_digits(probabilities, confidence=0.9)
+    assert result["recognisable"] == pytest.approx(3 / 6)
+    assert result["smallest_class"] == 0.0  # eight digits never drawn confidently
+    balanced = torch.eye(10).repeat(3, 1)
+    assert metrics.recognisable_digits(balanced) == {"recognisable": 1.0, "smallest_class": pytest.approx(0.1)}
