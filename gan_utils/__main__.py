@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from gan_utils import checkpoints, data, models, training
+from gan_utils.pretrained import PretrainedError
 from gan_utils.runtime import default_device, set_seed
 
 MODELS = ("mlp", "dcgan")
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate for both players")
     train.add_argument("--loss", default="non-saturating", choices=list(training.LOSSES))
+    train.add_argument(
+        "--reuse-fakes", action="store_true", help="G's update scores D's fakes (one G pass less)"
+    )
+    train.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -69,6 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
     export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
     export.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a shipped generator with chapter 5's metrics (and record them in the manifest)",
+        description="Score a shipped generator: 5,000 samples (noise seed 0) against the 5,000 bundled MNIST "
+        "digits, in the features of the shipped mnist-classifier. --record writes the scores into "
+        "MANIFEST.json, where the tests check that the generator keeps meeting them.",
+    )
+    evaluate.add_argument("name", help="e.g. dcgan-mnist")
+    evaluate.add_argument("--record", action="store_true", help="write the scores into MANIFEST.json")
+    evaluate.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
+
+    classifier = commands.add_parser(
+        "train-classifier",
+        help="train the MNIST classifier that chapter 5's metrics use, and ship it",
+        description="Train gan_utils.classifier.MNISTClassifier, measure it on held-out digits and write "
+        "it to gan_utils/weights/NAME.pt with a MANIFEST.json entry. With the 60k MNIST it holds out "
+        "the 10k test set; with the bundled 5k digits it holds out 100 of each digit.",
+    )
+    classifier.add_argument("--source", default="auto", choices=data.MNIST_SOURCES, help="MNIST source")
+    classifier.add_argument("--epochs", type=positive_int, default=15)
+    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--name", default="mnist-classifier", help="name in the manifest")
+    classifier.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
+    classifier.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
     return parser
 
 
@@ -90,8 +120,7 @@ def build_models(model: str, dataset: str) -> tuple[torch.nn.Module, torch.nn.Mo
     if model == "dcgan":
         if dataset != "mnist":
             raise CommandLineError("--model dcgan draws images: use it with --data mnist.")
-        G, D = models.DCGANGenerator(latent_dim=64, width=32), models.DCGANDiscriminator(width=32)
-        return G.apply(models.init_weights), D.apply(models.init_weights)
+        return models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
     if dataset == "mnist":
         return models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
     return models.MLPGenerator(2, (2,), hidden=(128, 128, 128)), models.MLPDiscriminator(
@@ -142,6 +171,56 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_command(args: argparse.Namespace) -> int:
+    from gan_utils import metrics, pretrained
+
+    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
+    G = pretrained.load_pretrained(args.name, weights_dir=weights_dir)
+    if not hasattr(G, "latent_dim"):
+        raise CommandLineError(f"{args.name} is not a generator; evaluate scores generators.")
+    real = data.load_mnist(source="bundled").images
+    scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
+    scores = {key: round(value, 4) for key, value in scores.items()}
+    print(json.dumps(scores, indent=1))
+    if args.record:
+        record = {**scores, "samples": metrics.IMAGE_EVAL_SAMPLES, "seed": 0,
+                  "against": "the 5,000 bundled MNIST digits, in mnist-classifier features"}  # fmt: skip
+        pretrained.record_metrics(args.name, record, weights_dir=weights_dir)
+        print(f"recorded in {weights_dir / pretrained.MANIFEST_NAME}")
+    return 0
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from gan_utils import classifier, pretrained
+
+    start = time.perf_counter()
+    mnist = data.load_mnist(source=args.source)
+    if mnist.source == "torchvision":
+        train_images, train_labels = mnist.images, mnist.labels
+        test = data.load_mnist(source="torchvision", train=False)
+        test_images, test_labels, held_out = test.images, test.labels, "the 10,000 MNIST test digits"
+    else:
+        train_index, test_index = classifier.stratified_split(
+            mnist.labels, held_out_per_class=100, seed=args.seed
+        )
+        train_images, train_labels = mnist.images[train_index], mnist.labels[train_index]
+        test_images, test_labels = mnist.images[test_index], mnist.labels[test_index]
+        held_out = "1,000 bundled digits (100 per class) kept out of training"
+    model = classifier.train_classifier(
+        train_images, train_labels, epochs=args.epochs, seed=args.seed, progress=not args.no_progress
+    )
+    accuracy = classifier.accuracy(model, test_images, test_labels)
+    seconds = time.perf_counter() - start
+    record = {"command": [args.command_line], "data_source": f"MNIST ({mnist.source}, {len(train_images)} "
+              f"training images)", "epochs": args.epochs, "wall_seconds": round(seconds, 1), "device": "cpu",
+              "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out}}  # fmt: skip
+    architecture = {"class": "MNISTClassifier", "kwargs": {}}
+    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
+    path = pretrained.export_generator(model, args.name, record, architecture, weights_dir=weights_dir)
+    print(f"held-out accuracy {accuracy:.2%} on {held_out}; wrote {path} in {seconds:.0f} s")
+    return 0
+
+
 class SampleGrids:
     """Callback: write samples from a fixed z to OUT/samples_stepNNNNNN.png every ``every`` steps."""
 
@@ -188,7 +267,8 @@ def train_command(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.out / CHECKPOINT_NAME
     config = {"model": args.model, "data": args.data, "batch_size": args.batch_size, "lr": args.lr,
-              "loss": args.loss, "seed": args.seed}  # fmt: skip
+              "loss": args.loss, "seed": args.seed, "reuse_fakes": args.reuse_fakes,
+              "lr_decay": args.lr_decay}  # fmt: skip
     if args.resume:
         saved = checkpoints.load_checkpoint(checkpoint_path)["config"]
         changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
@@ -202,7 +282,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     set_seed(args.seed)
     G, D = build_models(args.model, args.data)
-    G, D = G.to(device), D.to(device)
+    layout = torch.channels_last if args.model == "dcgan" else torch.contiguous_format  # faster convolutions
+    G, D = G.to(device, memory_format=layout), D.to(device, memory_format=layout)
     real, source = load_data(args.data)
     batches = data.BatchIterator(real.to(device), batch_size=args.batch_size, drop_last=True)
     start = time.perf_counter()
@@ -211,9 +292,12 @@ def train_command(args: argparse.Namespace) -> int:
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     (args.out / "config.json").write_text(json.dumps({**config, "steps": args.steps}, indent=1) + "\n")
     grids = SampleGrids(args.out, args.data, fixed_z, args.sample_every, args.steps)
+    callbacks = [grids]
+    if args.lr_decay:
+        callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], args.steps))
     history = training.train(
-        G, D, opt_G, opt_D, batches, args.steps, loss=args.loss, callbacks=[grids],
-        progress=not args.no_progress, checkpoint_path=checkpoint_path,
+        G, D, opt_G, opt_D, batches, args.steps, loss=args.loss, reuse_fakes=args.reuse_fakes,
+        callbacks=callbacks, progress=not args.no_progress, checkpoint_path=checkpoint_path,
         checkpoint_every=args.checkpoint_every, resume=args.resume, data_seed=args.seed, config=config,
     )  # fmt: skip
     done = history["step"][-1] if history["step"] else 0
@@ -228,8 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = "python -m gan_utils " + " ".join(argv)
     try:
-        return train_command(args) if args.command == "train" else export_command(args)
-    except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError) as error:
+        commands = {
+            "train": train_command,
+            "export": export_command,
+            "train-classifier": train_classifier_command,
+        }
+        return commands[args.command](args)
+    except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError,
+            PretrainedError) as error:  # fmt: skip
         print(f"error: {error}", file=sys.stderr)
         return 2
 
