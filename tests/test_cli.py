@@ -111,3 +111,37 @@ def test_export_ships_a_trained_generator_with_its_record(tmp_path):
     ]
     G = pretrained.load_pretrained("mlp-ring", weights_dir=weights)
     assert G(torch.randn(3, G.latent_dim)).shape == (3, 2)
+
+
+def test_train_classifier_ships_the_model_with_its_held_out_accuracy(tmp_path, capsys):
+    from gan_utils import classifier, pretrained
+
+    weights = tmp_path / "weights"
+    args = ["train-classifier", "--source", "bundled", "--epochs", "1", "--name", "clf",
+            "--weights-dir", str(weights), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    entry = pretrained.read_manifest(weights)["clf"]
+    assert entry["architecture"] == {"class": "MNISTClassifier", "kwargs": {}}
+    assert (
+        0.5 < entry["metrics"]["held_out_accuracy"] <= 1 and "100 per class" in entry["metrics"]["held_out"]
+    )
+    model = pretrained.load_pretrained("clf", weights_dir=weights)
+    assert isinstance(model, classifier.MNISTClassifier) and not model.training
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_records_the_metrics_of_a_shipped_generator(tmp_path):
+    from gan_utils import models, pretrained
+
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
+    pretrained.export_generator(G, "tiny", {"command": ["..."], "metrics": {}}, weights_dir=tmp_path)
+    assert main(["evaluate", "tiny", "--weights-dir", str(tmp_path), "--record"]) == 0
+    recorded = pretrained.read_manifest(tmp_path)["tiny"]["metrics"]
+    assert recorded["samples"] == 5000 and recorded["seed"] == 0
+    assert recorded["frechet_distance"] > 100 and recorded["recall"] < 0.05  # an untrained G is far off
+
+
+def test_evaluate_refuses_a_model_that_is_not_a_generator(capsys):
+    assert main(["evaluate", "mnist-classifier"]) == 2
+    assert "not a generator" in capsys.readouterr().err
