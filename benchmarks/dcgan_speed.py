@@ -1,0 +1,274 @@
+"""DCGAN training speed: chapter 4's trainer against a loop written the way pytorch/examples'
+dcgan/main.py is written, measured in one run on the same data and device.
+
+    python benchmarks/dcgan_speed.py                      # CPU, about 25 minutes on 2 cores
+    python benchmarks/dcgan_speed.py --device cuda        # GPU path, when one is available
+    python benchmarks/dcgan_speed.py --skip-quality       # throughput only, about 2 minutes
+
+The two sides:
+- **ours**: `gan_utils.training.train_step` on the chapter's 28x28 DCGAN (G width 32, D width 16),
+  data resident on the device in a `BatchIterator`, channels_last, `reuse_fakes=True`, batch 128.
+- **reference**: the 64x64 DCGAN of pytorch/examples (nz 100, ngf = ndf = 64), a DataLoader with 2
+  workers that resizes PIL images to 64x64 on the fly, sigmoid + BCELoss, Adam 2e-4 with
+  beta1 0.5, batch 64, and a host sync per step for the log line.
+
+It prints training images per second and time-to-quality for both, and their ratios.
+Time-to-quality is the training time (evaluation excluded) until 1,000 generated digits reach
+QUALITY: at least 40 % of them are read by the shipped classifier with >= 90 % confidence (real
+digits: about 95 %), and each of the ten digits makes up at least 3 % of those
+(`gan_utils.metrics.recognisable_digits`). The 64x64 samples are resized to 28x28 for the
+classifier. The Fréchet distance in the classifier's features is recorded alongside.
+Results go to benchmarks/results/dcgan_speed_<device>.json; the book's performance appendix
+quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from gan_utils import data, metrics, models, training
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUALITY = {"confidence": 0.9, "recognisable": 0.4, "smallest_class": 0.03}
+EVAL_SAMPLES = 1000
+
+
+class PILDigits(Dataset):
+    """MNIST digits as PIL images, the form torchvision.datasets.MNIST hands to its transform."""
+
+    def __init__(self, images: torch.Tensor, transform) -> None:
+        self.pixels = ((images[:, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.pixels[index], mode="L")), 0
+
+
+class ReferenceSide:
+    """The pytorch/examples-style loop: 64x64 models, DataLoader, sigmoid + BCELoss, item() per step."""
+
+    name = "reference (pytorch/examples style, 64x64)"
+    batch_size = 64
+
+    def __init__(self, images: torch.Tensor, device: torch.device) -> None:
+        self.device = device
+        transform = transforms.Compose(
+            [transforms.Resize(64), transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]
+        )
+        self.loader = DataLoader(PILDigits(images, transform), batch_size=self.batch_size, shuffle=True,
+                                 num_workers=2, drop_last=True, persistent_workers=True)  # fmt: skip
+        self.batches = iter(())
+        self.netG = models.DCGANGenerator(latent_dim=100, width=64, image_size=64).apply(models.init_weights)
+        self.netD = nn.Sequential(models.DCGANDiscriminator(width=64, image_size=64), nn.Sigmoid())
+        self.netD.apply(models.init_weights)
+        self.netG, self.netD = self.netG.to(device), self.netD.to(device)
+        self.criterion = nn.BCELoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def next_batch(self) -> torch.Tensor:
+        try:
+            return next(self.batches)[0]
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)[0]
+
+    def step(self) -> None:
+        real = self.next_batch().to(self.device)
+        b_size = real.size(0)
+        label = torch.full((b_size,), 1.0, device=self.device)
+        self.netD.zero_grad()
+        errD_real = self.criterion(self.netD(real), label)
+        errD_real.backward()
+        noise = torch.randn(b_size, 100, device=self.device)
+        fake = self.netG(noise)
+        label.fill_(0.0)
+        errD_fake = self.criterion(self.netD(fake.detach()), label)
+        errD_fake.backward()
+        self.optimizerD.step()
+        self.netG.zero_grad()
+        label.fill_(1.0)
+        errG = self.criterion(self.netD(fake), label)
+        errG.backward()
+        self.optimizerG.step()
+        self.last_log = (errD_real + errD_fake).item(), errG.item()  # the per-iteration log line syncs
+
+    @torch.no_grad()
+    def samples(self, n: int) -> torch.Tensor:
+        self.netG.eval()
+        z = torch.randn(n, 100, generator=torch.Generator().manual_seed(0)).to(self.device)
+        images = self.netG(z).float().cpu()
+        self.netG.train()
+        return F.interpolate(images, size=28, mode="bilinear", antialias=True).clamp(-1, 1)
+
+
+class OurSide:
+    """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128."""
+
+    name = "ours (gan_utils, chapter 4's 28x28 DCGAN)"
+    batch_size = 128
+
+    def __init__(self, images: torch.Tensor, device: torch.device) -> None:
+        G, D = models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
+        self.G = G.to(device, memory_format=torch.channels_last)
+        self.D = D.to(device, memory_format=torch.channels_last)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        self.batches = data.BatchIterator(
+            images.to(device), batch_size=self.batch_size, drop_last=True
+        ).endless()
+
+    def step(self) -> None:
+        training.train_step(self.G, self.D, self.opt_G, self.opt_D, self.batches, reuse_fakes=True)
+
+    @torch.no_grad()
+    def samples(self, n: int) -> torch.Tensor:
+        return metrics.sample_images(self.G, n, seed=0).float()
+
+
+class OurTrainerAt64(OurSide):
+    """Our trainer on the reference's 64x64 architecture: what the loop alone is worth."""
+
+    name = "ours at 64x64 (gan_utils trainer, pytorch/examples architecture)"
+    batch_size = 64
+
+    def __init__(self, images: torch.Tensor, device: torch.device) -> None:
+        G = models.DCGANGenerator(latent_dim=100, width=64, image_size=64).apply(models.init_weights)
+        D = models.DCGANDiscriminator(width=64, image_size=64).apply(models.init_weights)
+        self.G = G.to(device, memory_format=torch.channels_last)
+        self.D = D.to(device, memory_format=torch.channels_last)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        resized = F.interpolate(images, size=64, mode="bilinear", antialias=True).clamp(
+            -1, 1
+        )  # once, up front
+        self.batches = data.BatchIterator(
+            resized.to(device), batch_size=self.batch_size, drop_last=True
+        ).endless()
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(side, device: torch.device, steps: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        side.step()
+    synchronise(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        side.step()
+    synchronise(device)
+    return steps * side.batch_size / (time.perf_counter() - start)
+
+
+def reached(scores: dict[str, float]) -> bool:
+    return (
+        scores["recognisable"] >= QUALITY["recognisable"]
+        and scores["smallest_class"] >= QUALITY["smallest_class"]
+    )
+
+
+def time_to_quality(
+    side, device, real: metrics.DigitFeatures, classifier, limit: float, every: float
+) -> dict:
+    """Train until QUALITY or ``limit`` seconds of training; evaluate every ``every`` training seconds."""
+    trained, steps, trace = 0.0, 0, []
+    while trained < limit:
+        synchronise(device)
+        start = time.perf_counter()
+        while time.perf_counter() - start < every:
+            side.step()
+            steps += 1
+        synchronise(device)
+        trained += time.perf_counter() - start
+        fake = metrics.digit_features(side.samples(EVAL_SAMPLES), classifier)
+        scores = {
+            **metrics.recognisable_digits(fake.probabilities, QUALITY["confidence"]),
+            "frechet_distance": metrics.frechet_distance(real.features, fake.features),
+        }
+        trace.append(
+            {"seconds": round(trained, 1), "steps": steps, **{k: round(v, 3) for k, v in scores.items()}}
+        )
+        print(f"  {side.name}: {trained:6.0f} s, {steps} steps, recognisable {scores['recognisable']:.1%}, "
+              f"rarest digit {scores['smallest_class']:.1%}, FD {scores['frechet_distance']:.1f}",
+              flush=True)  # fmt: skip
+        if reached(scores):
+            return {"seconds": round(trained, 1), "steps": steps, "reached": True, "trace": trace}
+    return {"seconds": round(trained, 1), "steps": steps, "reached": False, "trace": trace}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--throughput-steps", type=int, default=40)
+    parser.add_argument("--limit-ours", type=float, default=300.0, help="seconds of training at most")
+    parser.add_argument("--limit-reference", type=float, default=1200.0, help="seconds of training at most")
+    parser.add_argument("--eval-every", type=float, default=15.0, help="training seconds between checks")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    mnist = data.load_mnist()
+    print(f"data: {mnist.source}, {len(mnist.images)} images; device {device}; torch {torch.__version__}")
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+              or platform.machine(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+              "data": f"MNIST ({mnist.source}, {len(mnist.images)} images)", "quality": QUALITY,
+              "command": "python benchmarks/dcgan_speed.py --device " + args.device}  # fmt: skip
+    sides = {"ours": OurSide, "reference": ReferenceSide}
+    for key, side_class in sides.items():
+        torch.manual_seed(0)
+        side = side_class(mnist.images, device)
+        result[f"{key}_img_per_s"] = round(throughput(side, device, args.throughput_steps), 1)
+        print(f"{side.name}: {result[f'{key}_img_per_s']:.0f} training images/s", flush=True)
+    result["throughput_ratio"] = round(result["ours_img_per_s"] / result["reference_img_per_s"], 1)
+    print(f"throughput: ours / reference = {result['throughput_ratio']}x")
+    torch.manual_seed(0)
+    same_architecture = OurTrainerAt64(mnist.images, device)
+    result["ours_64_img_per_s"] = round(throughput(same_architecture, device, args.throughput_steps), 1)
+    result["same_architecture_ratio"] = round(result["ours_64_img_per_s"] / result["reference_img_per_s"], 1)
+    print(f"{same_architecture.name}: {result['ours_64_img_per_s']:.0f} training images/s, "
+          f"{result['same_architecture_ratio']}x the reference")  # fmt: skip
+
+    if not args.skip_quality:
+        classifier = metrics.load_classifier()
+        real = metrics.digit_features(mnist.images[:5000], classifier)
+        for key, side_class in sides.items():
+            torch.manual_seed(0)
+            side = side_class(mnist.images, device)
+            limit = args.limit_ours if key == "ours" else args.limit_reference
+            result[f"{key}_time_to_quality"] = time_to_quality(
+                side, device, real, classifier, limit, args.eval_every
+            )
+        ours, reference = result["ours_time_to_quality"], result["reference_time_to_quality"]
+        if ours["reached"]:
+            bound = "" if reference["reached"] else "at least "
+            ratio = reference["seconds"] / ours["seconds"]
+            result["time_to_quality_ratio"] = f"{bound}{ratio:.1f}"
+            print(f"time to quality: reference / ours = {bound}{ratio:.1f}x "
+                  f"({reference['seconds']:.0f} s vs {ours['seconds']:.0f} s)")  # fmt: skip
+        else:
+            print("ours did not reach the quality bar within its limit")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"dcgan_speed_{device.type}{'_throughput' if args.skip_quality else ''}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
