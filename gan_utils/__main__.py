@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "train": train_command,
             "export": export_command,
+            "evaluate": evaluate_command,
             "train-classifier": train_classifier_command,
         }
         return commands[args.command](args)

@@ -130,3 +130,39 @@ def test_training_movie_plays_on_the_static_page(visit):
     assert first_src.startswith("data:image/png;base64,") and second_src != first_src
     # the player's buttons show symbols, not empty Font Awesome icons
     assert movie.get_by_role("button", name="Play", exact=True).inner_text().strip() == "\u25b6"
+
+
+@pytest.mark.parametrize("name", ["dcgan-mnist", "mlp-mnist"])
+def test_static_latent_explorer_matches_pytorch(visit, name):
+    """The JavaScript forward pass on the built page against PyTorch, for fixed z."""
+    import torch
+
+    from gan_utils import pretrained
+
+    page = visit("chapters/07_latent_space.html").page
+    page.wait_for_function(f"() => window.ganLatentExplorers && window.ganLatentExplorers['{name}']")
+    G = pretrained.load_pretrained(name)
+    z = torch.randn(3, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = G(z).flatten(1)
+    got = torch.tensor(page.evaluate(
+        f"zs => zs.map(z => Array.from(window.ganLatentExplorers['{name}'].forward(z)))", z.tolist()
+    ))  # fmt: skip
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_moving_a_static_slider_redraws_the_canvas(visit):
+    page = visit("chapters/07_latent_space.html")
+    explorer = page.page.locator(".gan-latent-explorer").first
+    explorer.locator("canvas").wait_for()
+    read_canvas = (
+        "el => Array.from(el.querySelector('canvas').getContext('2d').getImageData(0, 0, 28, 28).data)"
+    )
+    before = explorer.evaluate(read_canvas)
+    slider = explorer.locator("input.gan-direction").first
+    slider.evaluate("s => { s.value = '2.5'; s.dispatchEvent(new Event('input')); }")
+    after = explorer.evaluate(read_canvas)
+    assert sum(before) > 0 and before != after
+    assert explorer.locator("input.gan-direction + span").first.inner_text() == "2.5"
+    assert page.external_requests == [] and page.page_errors == []

@@ -226,4 +226,7 @@ def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
     assert result["recognisable"] == pytest.approx(3 / 6)
     assert result["smallest_class"] == 0.0  # eight digits never drawn confidently
     balanced = torch.eye(10).repeat(3, 1)
-    assert metrics.recognisable_digits(balanced) == {"recognisable": 1.0, "smallest_class": pytest.approx(0.1)}
+    assert metrics.recognisable_digits(balanced) == {
+        "recognisable": 1.0,
+        "smallest_class": pytest.approx(0.1),
+    }

@@ -1,0 +1,136 @@
+"""Latent-space tools for chapter 7: interpolation, directions that change the image most, and
+arithmetic on class-conditional means of z. They work with any generator that follows the book's
+contract (`check_image_generator`).
+
+Introduced in chapter 7.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+
+def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
+    """Check that ``G`` has ``latent_dim`` and maps ``[n, latent_dim]`` to images; return (C, H, W).
+
+    Raises a TypeError or ValueError that says what is missing, instead of a failure deep in torch.
+    """
+    if not isinstance(G, nn.Module):
+        raise TypeError(f"expected a generator (torch.nn.Module), got {type(G).__name__}.")
+    latent_dim = getattr(G, "latent_dim", None)
+    if not isinstance(latent_dim, int) or latent_dim < 1:
+        raise TypeError(
+            f"{type(G).__name__} has no integer attribute latent_dim; the latent tools need a generator "
+            "that follows the book's contract (z of shape [n, latent_dim] in, images out), such as "
+            "gan_utils.pretrained.load_pretrained('dcgan-mnist')."
+        )
+    was_training = G.training
+    G.eval()
+    try:
+        with torch.no_grad():
+            out = G(torch.zeros(1, latent_dim, device=_device_of(G)))
+    except Exception as error:
+        raise ValueError(
+            f"{type(G).__name__} failed on z of shape [1, {latent_dim}] ({type(error).__name__}: {error}); "
+            "a generator must accept z of shape [n, latent_dim]."
+        ) from None
+    finally:
+        G.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[1] not in (1, 3):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"{type(G).__name__} returns {shape} for one z, not an image [1, C, H, W] with C = 1 or 3; "
+            "the latent explorer shows images (a toy generator of 2-D points has nothing to show)."
+        )
+    return tuple(out.shape[1:])
+
+
+def _device_of(G: nn.Module) -> torch.device:
+    parameter = next(G.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Straight-line interpolation (1 - t) z0 + t z1."""
+    t = torch.as_tensor(t, dtype=z0.dtype).reshape(-1, 1)
+    return (1 - t) * z0 + t * z1
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Spherical interpolation along the great circle from z0 to z1 (White, 2016).
+
+    slerp = sin((1 - t) w) / sin(w) z0 + sin(t w) / sin(w) z1, with w the angle between z0 and z1;
+    the norm moves smoothly from |z0| to |z1| instead of dipping through the middle as lerp does.
+    Falls back to lerp when the two vectors are (anti)parallel and sin(w) vanishes.
+    """
+    t = torch.as_tensor(t, dtype=z0.dtype).reshape(-1, 1)
+    cos_w = (z0 @ z1 / (z0.norm() * z1.norm())).clamp(-1.0, 1.0)
+    w = torch.arccos(cos_w)
+    if torch.sin(w).abs() < 1e-6:
+        return lerp(z0, z1, t)
+    return (torch.sin((1 - t) * w) * z0 + torch.sin(t * w) * z1) / torch.sin(w)
+
+
+def expected_norm(latent_dim: int) -> float:
+    """E|z| for z ~ N(0, I_d): sqrt(2) Gamma((d + 1) / 2) / Gamma(d / 2), close to sqrt(d - 1/2)."""
+    return math.sqrt(2) * math.exp(math.lgamma((latent_dim + 1) / 2) - math.lgamma(latent_dim / 2))
+
+
+def steepest_directions(G: nn.Module, k: int = 4, n_points: int = 32, seed: int = 0) -> torch.Tensor:
+    """The k unit directions in z that change G's image the most, on average over z ~ N(0, I).
+
+    They are the top eigenvectors of M = E_z[J(z)^T J(z)], where J is the Jacobian of the flattened
+    image with respect to z: for a small step eps * v the squared pixel change is about
+    eps^2 v^T J^T J v, so the top eigenvector maximises the expected change per unit step. Returns
+    ``[k, latent_dim]``, rows orthonormal, each signed so that its largest entry is positive.
+    """
+    check_image_generator(G)
+    if not isinstance(k, int) or not 1 <= k <= G.latent_dim:
+        raise ValueError(f"k must be an integer in 1..{G.latent_dim}, got {k!r}.")
+    was_training = G.training
+    G.eval()
+    device = _device_of(G)
+    z = torch.randn(n_points, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    M = torch.zeros(G.latent_dim, G.latent_dim, dtype=torch.float64)
+    try:
+        for point in z:
+            with warnings.catch_warnings():  # torch.func warns about its own use of torch.jit
+                warnings.simplefilter("ignore", FutureWarning)
+                J = torch.func.jacfwd(lambda v: G(v[None]).flatten())(point)  # [pixels, d], forward mode
+            M += (J.T @ J).double().cpu()
+    finally:
+        G.train(was_training)
+    _, vectors = torch.linalg.eigh(M / n_points)  # ascending eigenvalues
+    directions = vectors[:, -k:].flip(1).T.float()
+    signs = torch.sign(directions.gather(1, directions.abs().argmax(1, keepdim=True)))
+    return directions * signs
+
+
+@torch.no_grad()
+def class_means(
+    G: nn.Module, classifier: nn.Module, n: int = 5000, confidence: float = 0.9, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean z of the samples the classifier reads as each digit with at least ``confidence``.
+
+    Returns ``(means [10, latent_dim], counts [10])``; a class with no confident sample has a row
+    of NaN and a count of 0.
+    """
+    check_image_generator(G)
+    G.eval()
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    probabilities = torch.cat(
+        [torch.softmax(classifier(G(z[s : s + 500].to(_device_of(G))).cpu()), 1) for s in range(0, n, 500)]
+    )
+    best, label = probabilities.max(1)
+    means = torch.full((probabilities.shape[1], G.latent_dim), float("nan"))
+    counts = torch.zeros(probabilities.shape[1], dtype=torch.long)
+    for digit in range(probabilities.shape[1]):
+        members = (label == digit) & (best >= confidence)
+        counts[digit] = members.sum()
+        if counts[digit] > 0:
+            means[digit] = z[members].mean(0)
+    return means, counts

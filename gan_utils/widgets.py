@@ -1,0 +1,219 @@
+"""Latent explorers for chapter 7: sliders over z that redraw a generator's image.
+
+- `LatentExplorer` runs in JupyterLab on ipywidgets: sliders along latent directions, a seed box,
+  a "random z" button and a live image, all driven by the PyTorch generator.
+- `static_explorer_html` writes the same explorer as self-contained HTML for the static website,
+  where no kernel runs: the generator's weights go into the page (base64) and a hand-written
+  JavaScript forward pass (``static/latent_explorer.js``) redraws a canvas as a slider moves.
+
+Both accept any generator that follows the book's contract (`gan_utils.latent.check_image_generator`).
+Introduced in chapter 7.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gan_utils import latent
+
+STATIC_JS = Path(__file__).resolve().parent / "static" / "latent_explorer.js"
+
+
+def _check_directions(directions: torch.Tensor, latent_dim: int) -> torch.Tensor:
+    directions = torch.as_tensor(directions, dtype=torch.float32)
+    if directions.ndim != 2 or directions.shape[1] != latent_dim or len(directions) == 0:
+        raise ValueError(
+            f"directions must have shape [k, {latent_dim}], a row per slider; got {tuple(directions.shape)}."
+        )
+    return directions
+
+
+def image_png(image: torch.Tensor, scale: int = 6) -> bytes:
+    """One image [C, H, W] in [-1, 1] as PNG bytes, enlarged ``scale`` times with square pixels."""
+    from PIL import Image
+
+    pixels = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array)
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class LatentExplorer:
+    """An ipywidgets explorer: z = z_seed + sum_k a_k v_k, with one slider per direction v_k.
+
+    Args:
+        G: a generator with ``latent_dim`` that returns images [n, C, H, W] in [-1, 1].
+        directions: ``[k, latent_dim]`` slider directions; default `latent.steepest_directions`, the
+            directions that change the image most on average.
+        n_sliders: how many default directions to compute when ``directions`` is None.
+        seed: seed of the starting z (the seed box); "random z" draws a new seed.
+        limit: sliders run from -limit to +limit.
+
+    Display it as the last expression of a cell. ``explorer.sliders``, ``explorer.seed`` and
+    ``explorer.image`` are the widgets; setting a slider's ``value`` redraws ``explorer.image``.
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        directions: torch.Tensor | None = None,
+        n_sliders: int = 4,
+        seed: int = 0,
+        limit: float = 3.0,
+    ) -> None:
+        import ipywidgets as widgets
+
+        self.output_shape = latent.check_image_generator(G)
+        self.G = G.eval()
+        if directions is None:
+            directions = latent.steepest_directions(G, k=n_sliders)
+        self.directions = _check_directions(directions, G.latent_dim)
+        self.seed = widgets.IntText(value=seed, description="seed", layout=widgets.Layout(width="180px"))
+        self.random_button = widgets.Button(description="random z", icon="")
+        self.sliders = [
+            widgets.FloatSlider(
+                value=0.0,
+                min=-limit,
+                max=limit,
+                step=0.1,
+                description=f"direction {k + 1}",
+                continuous_update=True,
+            )  # fmt: skip
+            for k in range(len(self.directions))
+        ]
+        self.image = widgets.Image(format="png")
+        self.seed.observe(lambda change: self._new_start(), names="value")
+        self.random_button.on_click(lambda button: setattr(self.seed, "value", random.randrange(100_000)))
+        for slider in self.sliders:
+            slider.observe(lambda change: self.redraw(), names="value")
+        controls = widgets.VBox([widgets.HBox([self.seed, self.random_button]), *self.sliders])
+        self.widget = widgets.HBox([self.image, controls])
+        self._new_start()
+
+    def _new_start(self) -> None:
+        generator = torch.Generator().manual_seed(int(self.seed.value))
+        self.z_start = torch.randn(self.G.latent_dim, generator=generator)
+        self.redraw()
+
+    def z(self) -> torch.Tensor:
+        """The current latent vector [latent_dim]."""
+        amounts = torch.tensor([slider.value for slider in self.sliders], dtype=torch.float32)
+        return self.z_start + amounts @ self.directions
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        device = next(self.G.parameters()).device
+        self.image.value = image_png(self.G(self.z()[None].to(device))[0])
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# ----------------------------------------------------------------------------- static explorer
+
+
+def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str]:
+    """Describe G.net layer by layer for the JavaScript forward pass; return (layers, tensors, input)."""
+    from gan_utils.models import DCGANGenerator, MLPGenerator
+
+    if isinstance(G, DCGANGenerator):
+        input_kind = "map"  # z enters as a [latent_dim, 1, 1] feature map
+    elif isinstance(G, MLPGenerator):
+        input_kind = "vector"
+    else:
+        raise TypeError(
+            f"the static explorer has JavaScript layers for MLPGenerator and DCGANGenerator, not "
+            f"{type(G).__name__}; use LatentExplorer in JupyterLab for other generators."
+        )
+    layers, tensors, offset = [], [], 0
+
+    def slot(tensor: torch.Tensor) -> list[int]:
+        nonlocal offset
+        flat = tensor.detach().float().cpu().flatten()
+        tensors.append(flat)
+        offset += len(flat)
+        return [offset - len(flat), len(flat)]
+
+    for module in G.net:
+        if isinstance(module, nn.Linear):
+            layers.append({"type": "linear", "in": module.in_features, "out": module.out_features,
+                           "weight": slot(module.weight), "bias": slot(module.bias)})  # fmt: skip
+        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            layers.append({"type": "batchnorm", "channels": module.num_features, "eps": module.eps,
+                           "mean": slot(module.running_mean), "var": slot(module.running_var),
+                           "weight": slot(module.weight), "bias": slot(module.bias)})  # fmt: skip
+        elif isinstance(module, nn.ConvTranspose2d):
+            if module.output_padding != (0, 0) or module.dilation != (1, 1) or module.groups != 1:
+                raise ValueError(
+                    "the JavaScript transposed convolution supports no output padding, dilation or groups."
+                )
+            layers.append({"type": "conv_transpose2d", "out": module.out_channels,
+                           "kernel": module.kernel_size[0], "stride": module.stride[0],
+                           "padding": module.padding[0], "weight": slot(module.weight),
+                           "bias": slot(module.bias) if module.bias is not None else None})  # fmt: skip
+        elif isinstance(module, nn.LeakyReLU):
+            layers.append({"type": "leaky_relu", "slope": module.negative_slope})
+        elif isinstance(module, nn.ReLU):
+            layers.append({"type": "relu"})
+        elif isinstance(module, nn.Tanh):
+            layers.append({"type": "tanh"})
+        else:
+            raise TypeError(f"the static explorer has no JavaScript version of {type(module).__name__}.")
+    return layers, tensors, input_kind
+
+
+def static_explorer_html(
+    G: nn.Module, name: str, directions: torch.Tensor, seed: int = 0, limit: float = 3.0, scale: int = 6
+) -> str:
+    """Self-contained HTML+JS for the static site: canvas, seed box, "random z" and one slider per direction.
+
+    Weights are stored as float16 when that loses nothing (the shipped generators are float16 on
+    disk), else float32. The page exposes ``window.ganLatentExplorers[name].forward(z)`` so tests can
+    compare the JavaScript forward pass with PyTorch's. Nothing is loaded from the network.
+    """
+    output_shape = latent.check_image_generator(G)
+    directions = _check_directions(directions, G.latent_dim)
+    layers, tensors, input_kind = _export_layers(G)
+    flat = torch.cat(tensors)
+    lossless_half = torch.equal(flat.half().float(), flat)
+    raw = (flat.half() if lossless_half else flat).numpy().tobytes()
+    model = {
+        "name": name, "latent_dim": G.latent_dim, "input": input_kind, "output_shape": list(output_shape),
+        "layers": layers, "directions": directions.tolist(),
+        "dtype": "float16" if lossless_half else "float32",
+        "weights": base64.b64encode(raw).decode("ascii"),
+    }  # fmt: skip
+    element_id = f"gan-latent-{''.join(c if c.isalnum() else '-' for c in name)}"
+    payload = json.dumps(model).replace("</", "<\\/")
+    sliders = "\n".join(
+        f'<label style="display:block">direction {k + 1} <input class="gan-direction" type="range" '
+        f'min="{-limit}" max="{limit}" step="0.1" value="0" style="vertical-align:middle">'
+        f'<span style="font-family:monospace">0.0</span></label>'
+        for k in range(len(directions))
+    )
+    size = output_shape[1] * scale, output_shape[2] * scale
+    box = "display:flex;gap:1.5em;align-items:center;flex-wrap:wrap"
+    look = f"width:{size[1]}px;height:{size[0]}px;image-rendering:pixelated;border:1px solid #888"
+    return f"""<div class="gan-latent-explorer" data-model="{element_id}" style="{box}">
+<canvas width="{output_shape[2]}" height="{output_shape[1]}" style="{look}"></canvas>
+<div>
+<div style="margin-bottom:0.4em"><strong>{html.escape(name)}</strong> in your browser &nbsp;
+<label>seed <input class="gan-seed" type="number" value="{seed}" style="width:6em"></label>
+<button class="gan-random" type="button">random z</button></div>
+{sliders}
+<div class="gan-timing" style="font-size:80%;color:#666"></div>
+</div>
+</div>
+<script type="application/json" id="{element_id}">{payload}</script>
+<script>{STATIC_JS.read_text()}</script>"""

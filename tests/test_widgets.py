@@ -1,0 +1,83 @@
+import json
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from gan_utils import models, widgets
+
+
+@pytest.fixture
+def tiny_dcgan():
+    torch.manual_seed(0)
+    return models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights).eval()
+
+
+def test_explorer_builds_without_a_display_and_sliders_redraw_the_image(tiny_dcgan):
+    explorer = widgets.LatentExplorer(tiny_dcgan, n_sliders=3)
+    assert len(explorer.sliders) == 3 and bytes(explorer.image.value).startswith(b"\x89PNG")
+    before = bytes(explorer.image.value)
+    explorer.sliders[0].value = 2.5
+    assert bytes(explorer.image.value) != before
+    expected = explorer.z_start + 2.5 * explorer.directions[0]
+    assert torch.allclose(explorer.z(), expected)
+
+
+def test_seed_box_and_random_button_pick_a_new_starting_z(tiny_dcgan):
+    explorer = widgets.LatentExplorer(tiny_dcgan, directions=torch.eye(8)[:2], seed=3)
+    first_z, first_image = explorer.z_start.clone(), bytes(explorer.image.value)
+    explorer.seed.value = 4
+    assert not torch.equal(explorer.z_start, first_z) and bytes(explorer.image.value) != first_image
+    explorer.random_button.click()
+    assert torch.equal(
+        explorer.z_start, torch.randn(8, generator=torch.Generator().manual_seed(explorer.seed.value))
+    )
+
+
+def test_explorer_rejects_bad_generators_and_directions(tiny_dcgan):
+    with pytest.raises(TypeError, match="latent_dim"):
+        widgets.LatentExplorer(nn.Sequential(nn.Linear(8, 784)))
+    with pytest.raises(ValueError, match="not an image"):
+        widgets.LatentExplorer(models.MLPGenerator(2, (2,), hidden=(8,)))
+    with pytest.raises(ValueError, match=r"directions must have shape \[k, 8\]"):
+        widgets.LatentExplorer(tiny_dcgan, directions=torch.zeros(2, 5))
+
+
+def _model_json(page: str) -> dict:
+    return json.loads(
+        re.search(r'<script type="application/json" id="[^"]+">(.*?)</script>', page, re.S).group(1)
+    )
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "mlp"])
+def test_static_html_holds_every_layer_and_no_external_reference(kind):
+    torch.manual_seed(0)
+    if kind == "dcgan":
+        G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights).eval()
+    else:
+        G = models.MLPGenerator(
+            8, (1, 28, 28), hidden=(16,), batch_norm=True, output="tanh", leaky=True
+        ).eval()
+    page = widgets.static_explorer_html(G, f"tiny-{kind}", torch.eye(8)[:2])
+    model = _model_json(page)
+    assert [layer["type"] for layer in model["layers"]][-1] == "tanh"
+    assert len(model["layers"]) == len(G.net) and model["dtype"] == "float32"  # float32 weights stay float32
+    assert page.count('class="gan-direction"') == 2
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+
+
+def test_static_html_stores_float16_valued_weights_as_float16_losslessly():
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights).eval()
+    with torch.no_grad():
+        for p in G.parameters():
+            p.copy_(p.half().float())
+    assert _model_json(widgets.static_explorer_html(G, "half", torch.eye(8)[:1]))["dtype"] == "float16"
+
+
+def test_static_explorer_refuses_layers_it_has_no_javascript_for():
+    G = models.DCGANGenerator(latent_dim=8, width=4)
+    G.net[2] = nn.SiLU()
+    with pytest.raises(TypeError, match="no JavaScript version of SiLU"):
+        widgets.static_explorer_html(G, "silu", torch.eye(8)[:1])
