@@ -17,7 +17,7 @@ import torch
 
 from gan_utils import checkpoints, data, models, training
 from gan_utils.pretrained import PretrainedError
-from gan_utils.runtime import default_device, set_seed
+from gan_utils.runtime import default_device, device_of, set_seed
 
 MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
@@ -242,7 +242,7 @@ class SampleGrids:
 
         G.eval()
         with torch.no_grad():
-            samples = G(self.fixed_z.to(next(G.parameters()).device)).cpu()
+            samples = G(self.fixed_z.to(device_of(G))).cpu()
         G.train()
         path = self.out / f"samples_step{step:06d}.png"
         if self.dataset == "mnist":

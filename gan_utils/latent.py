@@ -13,6 +13,8 @@ import warnings
 import torch
 from torch import nn
 
+from gan_utils.runtime import device_of
+
 
 def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
     """Check that ``G`` has ``latent_dim`` and maps ``[n, latent_dim]`` to images; return (C, H, W).
@@ -32,7 +34,7 @@ def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
     G.eval()
     try:
         with torch.no_grad():
-            out = G(torch.zeros(1, latent_dim, device=_device_of(G)))
+            out = G(torch.zeros(1, latent_dim, device=device_of(G)))
     except Exception as error:
         raise ValueError(
             f"{type(G).__name__} failed on z of shape [1, {latent_dim}] ({type(error).__name__}: {error}); "
@@ -47,11 +49,6 @@ def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
             "the latent explorer shows images (a toy generator of 2-D points has nothing to show)."
         )
     return tuple(out.shape[1:])
-
-
-def _device_of(G: nn.Module) -> torch.device:
-    parameter = next(G.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
@@ -93,7 +90,7 @@ def steepest_directions(G: nn.Module, k: int = 4, n_points: int = 32, seed: int 
         raise ValueError(f"k must be an integer in 1..{G.latent_dim}, got {k!r}.")
     was_training = G.training
     G.eval()
-    device = _device_of(G)
+    device = device_of(G)
     z = torch.randn(n_points, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     M = torch.zeros(G.latent_dim, G.latent_dim, dtype=torch.float64)
     try:
@@ -123,7 +120,7 @@ def class_means(
     G.eval()
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     probabilities = torch.cat(
-        [torch.softmax(classifier(G(z[s : s + 500].to(_device_of(G))).cpu()), 1) for s in range(0, n, 500)]
+        [torch.softmax(classifier(G(z[s : s + 500].to(device_of(G))).cpu()), 1) for s in range(0, n, 500)]
     )
     best, label = probabilities.max(1)
     means = torch.full((probabilities.shape[1], G.latent_dim), float("nan"))

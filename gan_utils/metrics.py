@@ -29,6 +29,7 @@ from torch import nn
 
 from gan_utils.classifier import check_digit_images
 from gan_utils.data import GaussianMixture2D
+from gan_utils.runtime import device_of
 
 TOY_EVAL_SAMPLES = 2500
 IMAGE_EVAL_SAMPLES = 5000  # generated digits per evaluation, as many as the bundled real set
@@ -59,12 +60,7 @@ def toy_mode_metrics(
     high_quality = nearest_distance <= n_sigma * mixture.sigma
     counts = torch.bincount(nearest_mode[high_quality], minlength=mixture.n_modes).double()
     n_high = counts.sum().item()
-    if n_high == 0:
-        kl = math.inf
-    else:
-        h = counts / n_high
-        nonzero = h > 0
-        kl = (h[nonzero] * torch.log(h[nonzero] * mixture.n_modes)).sum().item()
+    kl = math.inf if n_high == 0 else kl_to_uniform(counts / n_high)
     return {
         "modes": int((counts > 0).sum().item()),
         "high_quality": 100.0 * n_high / samples.shape[0],
@@ -96,7 +92,7 @@ def digit_features(
     """Run ``images`` ([n, 1, 28, 28] in [-1, 1]) through the classifier in batches."""
     images = check_digit_images(images)
     classifier = classifier if classifier is not None else load_classifier()
-    device = next(classifier.parameters()).device
+    device = device_of(classifier)
     features, probabilities = [], []
     for start in range(0, len(images), batch_size):
         f = classifier.features(images[start : start + batch_size].to(device))
@@ -222,13 +218,21 @@ def class_histogram(probabilities: torch.Tensor) -> torch.Tensor:
     return counts / counts.sum()
 
 
-def class_kl(histogram: torch.Tensor) -> float:
-    """KL(h || uniform) = sum_c h_c log(C h_c) in nats: 0 for balanced classes, log C for one class."""
+def kl_to_uniform(histogram: torch.Tensor) -> float:
+    """KL(h || uniform) = sum_c h_c log(C h_c) in nats: 0 for a balanced histogram, log C for one bin.
+
+    Used for the toy modes (chapter 2) and, as `class_kl`, for the digit classes (chapter 5).
+    """
     h = torch.as_tensor(histogram, dtype=torch.float64)
     if h.ndim != 1 or (h < 0).any() or abs(h.sum().item() - 1) > 1e-6:
-        raise ValueError("class_kl needs a 1-D histogram of non-negative fractions that sum to 1.")
+        raise ValueError("the KL to uniform needs a 1-D histogram of non-negative fractions that sum to 1.")
     nonzero = h > 0
     return (h[nonzero] * torch.log(h[nonzero] * len(h))).sum().item()
+
+
+def class_kl(histogram: torch.Tensor) -> float:
+    """KL(class histogram || uniform) in nats: 0 for balanced classes, log 10 for a single digit."""
+    return kl_to_uniform(histogram)
 
 
 def recognisable_digits(probabilities: torch.Tensor, confidence: float = 0.9) -> dict[str, float]:
@@ -298,7 +302,7 @@ def sample_images(G: nn.Module, n: int, seed: int = 0, batch_size: int = 500) ->
             f"{type(G).__name__} has no latent_dim; pass a generator that follows the book's contract."
         )
     G.eval()
-    device = next(G.parameters()).device
+    device = device_of(G)
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G.latent_dim, generator=generator)
     return torch.cat([G(z[s : s + batch_size].to(device)).cpu() for s in range(0, n, batch_size)])

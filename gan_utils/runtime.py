@@ -39,6 +39,12 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters (the CPU for a module without parameters)."""
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def is_quick_mode() -> bool:
     """True when ``GAN_BOOK_QUICK`` is set to 1/true/yes/on (the test run sets it)."""
     value = os.environ.get(QUICK_ENV_VAR, "").strip().lower()

@@ -17,7 +17,7 @@ from torch import nn
 
 from gan_utils import metrics, models, training
 from gan_utils.data import BatchIterator, GaussianMixture2D
-from gan_utils.runtime import set_seed
+from gan_utils.runtime import device_of, set_seed
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def sample_generator(G: nn.Module, n: int = metrics.TOY_EVAL_SAMPLES, seed: int 
     G.eval()
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        samples = G(z.to(next(G.parameters()).device)).cpu()
+        samples = G(z.to(device_of(G))).cpu()
     G.train(was_training)
     return samples
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from gan_utils import checkpoints, losses
 from gan_utils.data import BatchIterator
+from gan_utils.runtime import device_of
 
 # name -> (discriminator loss, generator loss); all are pure functions of logits (losses.py).
 LOSSES: dict[str, tuple[Callable, Callable]] = {
@@ -166,7 +167,7 @@ class SampleSnapshots:
             was_training = state.G.training
             state.G.eval()
             with torch.no_grad():
-                self.samples.append(state.G(self.fixed_z.to(_device_of(state.G))).cpu())
+                self.samples.append(state.G(self.fixed_z.to(device_of(state.G))).cpu())
             state.G.train(was_training)
             self.steps.append(state.step)
 
@@ -191,10 +192,6 @@ class LinearLearningRateDecay:
         for opt, initial in zip(self.optimizers, self.initial, strict=True):
             for group, lr in zip(opt.param_groups, initial, strict=True):
                 group["lr"] = lr * scale
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 class _CountingStream:

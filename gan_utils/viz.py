@@ -17,6 +17,7 @@ from torchvision.utils import make_grid
 
 from gan_utils import metrics
 from gan_utils.data import GaussianMixture2D
+from gan_utils.runtime import device_of
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,7 @@ def decision_surface(
     points = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
     was_training = D.training
     D.eval()
-    probabilities = torch.sigmoid(D(points.to(next(D.parameters()).device))).cpu()
+    probabilities = torch.sigmoid(D(points.to(device_of(D)))).cpu()
     D.train(was_training)
     return probabilities.view(resolution, resolution)
 
@@ -160,7 +161,7 @@ class ToyTrainingMovie:
         was_training = state.G.training
         state.G.eval()
         with torch.no_grad():
-            fake = state.G(self.fixed_z.to(next(state.G.parameters()).device)).cpu()
+            fake = state.G(self.fixed_z.to(device_of(state.G))).cpu()
         state.G.train(was_training)
         self.steps.append(state.step)
         self.samples.append(fake)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from gan_utils import latent
+from gan_utils.runtime import device_of
 
 STATIC_JS = Path(__file__).resolve().parent / "static" / "latent_explorer.js"
 
@@ -113,8 +114,7 @@ class LatentExplorer:
 
     @torch.no_grad()
     def redraw(self) -> None:
-        device = next(self.G.parameters()).device
-        self.image.value = image_png(self.G(self.z()[None].to(device))[0])
+        self.image.value = image_png(self.G(self.z()[None].to(device_of(self.G)))[0])
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
