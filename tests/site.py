@@ -27,27 +27,48 @@ def toc_pages() -> list[str]:
     return [f"{name}.html" for name in files]
 
 
+def book_config(execute_notebooks: str, timeout: int | None = None) -> dict:
+    """The project's Jupyter Book config, ready to be written outside `book/`.
+
+    Local extension paths become absolute, so the copy works from any folder.
+    """
+    config_path = REPO / "book" / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config["execute"]["execute_notebooks"] = execute_notebooks
+    if timeout is not None:
+        config["execute"]["timeout"] = timeout
+    extensions = config["sphinx"]["local_extensions"]
+    config["sphinx"]["local_extensions"] = {
+        name: str((config_path.parent / folder).resolve()) for name, folder in extensions.items()
+    }
+    return config
+
+
+def run_jupyter_book(
+    source: Path, config: dict, toc: Path, output: Path, quick: bool
+) -> subprocess.CompletedProcess:
+    """`jupyter-book build` of ``source`` with ``config`` into ``output``, as `make book` runs it."""
+    output.mkdir(parents=True, exist_ok=True)
+    config_path = output / "_config.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),
+        "--config", str(config_path), "--toc", str(toc), "--path-output", str(output), "--builder", "html",
+    ]  # fmt: skip
+    # A non-inline MPLBACKEND (Agg, say) would make plt.show() draw nothing into the pages.
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    env["GAN_BOOK_QUICK"] = "1" if quick else "0"
+    return subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
+
+
 def build_quick_site() -> Path:
     """Build the site with quick budgets into _build/quick and return its html folder.
 
     Execution results are cached in _build/quick/_build/.jupyter_cache (keyed on the code cells), kept
     apart from the full build, so quick outputs can never leak into the published book.
     """
-    config = yaml.safe_load((REPO / "book" / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "cache"  # cache lives in _build/quick/_build
-    config["sphinx"]["local_extensions"] = {"offline_assets": str(REPO / "book" / "_ext")}
-    QUICK_BUILD.mkdir(parents=True, exist_ok=True)
-    config_path = QUICK_BUILD / "_config.yml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
-        str(Path(sys.executable).with_name("jupyter-book")), "build", str(REPO),
-        "--config", str(config_path), "--toc", str(REPO / "book" / "_toc.yml"),
-        "--path-output", str(QUICK_BUILD), "--builder", "html",
-    ]  # fmt: skip
-    # A non-inline MPLBACKEND (Agg, say) would make plt.show() draw nothing into the pages.
-    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
-    env["GAN_BOOK_QUICK"] = "1"
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    config = book_config(execute_notebooks="cache")  # the cache lives in _build/quick/_build
+    result = run_jupyter_book(REPO, config, REPO / "book" / "_toc.yml", QUICK_BUILD, quick=True)
     if result.returncode != 0:
         raise RuntimeError(f"quick book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return QUICK_BUILD / "_build" / "html"
