@@ -17,7 +17,7 @@ import torch
 
 from gan_utils import checkpoints, data, models, training
 from gan_utils.pretrained import PretrainedError
-from gan_utils.runtime import default_device, device_of, set_seed
+from gan_utils.runtime import default_device, sample, set_seed
 
 MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
@@ -240,10 +240,7 @@ class SampleGrids:
     def write(self, G: torch.nn.Module, step: int) -> Path:
         from gan_utils import viz  # matplotlib only when a picture is due
 
-        G.eval()
-        with torch.no_grad():
-            samples = G(self.fixed_z.to(device_of(G))).cpu()
-        G.train()
+        samples = sample(G, self.fixed_z)
         path = self.out / f"samples_step{step:06d}.png"
         if self.dataset == "mnist":
             from torchvision.utils import save_image

@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import nn
 
-from gan_utils.runtime import device_of
+from gan_utils.runtime import device_of, evaluating, sample
 
 
 def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
@@ -30,18 +30,13 @@ def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
             "that follows the book's contract (z of shape [n, latent_dim] in, images out), such as "
             "gan_utils.pretrained.load_pretrained('dcgan-mnist')."
         )
-    was_training = G.training
-    G.eval()
     try:
-        with torch.no_grad():
-            out = G(torch.zeros(1, latent_dim, device=device_of(G)))
+        out = sample(G, torch.zeros(1, latent_dim))
     except Exception as error:
         raise ValueError(
             f"{type(G).__name__} failed on z of shape [1, {latent_dim}] ({type(error).__name__}: {error}); "
             "a generator must accept z of shape [n, latent_dim]."
         ) from None
-    finally:
-        G.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[1] not in (1, 3):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
@@ -88,19 +83,15 @@ def steepest_directions(G: nn.Module, k: int = 4, n_points: int = 32, seed: int 
     check_image_generator(G)
     if not isinstance(k, int) or not 1 <= k <= G.latent_dim:
         raise ValueError(f"k must be an integer in 1..{G.latent_dim}, got {k!r}.")
-    was_training = G.training
-    G.eval()
     device = device_of(G)
     z = torch.randn(n_points, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     M = torch.zeros(G.latent_dim, G.latent_dim, dtype=torch.float64)
-    try:
+    with evaluating(G):
         for point in z:
             with warnings.catch_warnings():  # torch.func warns about its own use of torch.jit
                 warnings.simplefilter("ignore", FutureWarning)
                 J = torch.func.jacfwd(lambda v: G(v[None]).flatten())(point)  # [pixels, d], forward mode
             M += (J.T @ J).double().cpu()
-    finally:
-        G.train(was_training)
     _, vectors = torch.linalg.eigh(M / n_points)  # ascending eigenvalues
     directions = vectors[:, -k:].flip(1).T.float()
     signs = torch.sign(directions.gather(1, directions.abs().argmax(1, keepdim=True)))
@@ -117,11 +108,13 @@ def class_means(
     of NaN and a count of 0.
     """
     check_image_generator(G)
-    G.eval()
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    probabilities = torch.cat(
-        [torch.softmax(classifier(G(z[s : s + 500].to(device_of(G))).cpu()), 1) for s in range(0, n, 500)]
-    )
+    images = sample(G, z)
+    device = device_of(classifier)
+    with evaluating(classifier):
+        probabilities = torch.cat(
+            [torch.softmax(classifier(images[s : s + 500].to(device)), 1).cpu() for s in range(0, n, 500)]
+        )
     best, label = probabilities.max(1)
     means = torch.full((probabilities.shape[1], G.latent_dim), float("nan"))
     counts = torch.zeros(probabilities.shape[1], dtype=torch.long)

@@ -29,7 +29,7 @@ from torch import nn
 
 from gan_utils.classifier import check_digit_images
 from gan_utils.data import GaussianMixture2D
-from gan_utils.runtime import device_of
+from gan_utils.runtime import device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
 IMAGE_EVAL_SAMPLES = 5000  # generated digits per evaluation, as many as the bundled real set
@@ -294,18 +294,14 @@ def image_metrics(
     }
 
 
-@torch.no_grad()
 def sample_images(G: nn.Module, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
     """``n`` images from generator ``G`` (in eval mode) for noise seeded with ``seed``, on the CPU."""
     if not hasattr(G, "latent_dim"):
         raise TypeError(
             f"{type(G).__name__} has no latent_dim; pass a generator that follows the book's contract."
         )
-    G.eval()
-    device = device_of(G)
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.latent_dim, generator=generator)
-    return torch.cat([G(z[s : s + batch_size].to(device)).cpu() for s in range(0, n, batch_size)])
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return sample(G, z, batch_size)
 
 
 def evaluate_generator(

@@ -1,4 +1,4 @@
-"""Seeding, device choice and the quick-mode training budget.
+"""Seeding, device choice, the quick-mode training budget, and sampling a model in eval mode.
 
 Every chapter asks `budget(full=..., quick=...)` how long to train; this module is the
 only place in the book that reads the ``GAN_BOOK_QUICK`` environment variable.
@@ -6,8 +6,10 @@ only place in the book that reads the ``GAN_BOOK_QUICK`` environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +45,35 @@ def device_of(module: torch.nn.Module) -> torch.device:
     """The device of a module's parameters (the CPU for a module without parameters)."""
     parameter = next(module.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block; afterwards each gets back the mode it had.
+
+    Eval mode matters for BatchNorm: it normalises with running statistics instead of the batch's.
+    Gradients are not switched off here (forward-mode Jacobians need them): `sample` does that.
+    """
+    modes = [module.training for module in modules]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            module.train(mode)
+
+
+def sample(G: torch.nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """``G(z)`` in eval mode without gradients, ``batch_size`` rows at a time, returned on the CPU.
+
+    ``z`` may live on any device; each batch moves to G's. G's training mode is restored afterwards.
+    """
+    device = device_of(G)
+    with evaluating(G), torch.no_grad():
+        return torch.cat(
+            [G(z[start : start + batch_size].to(device)).cpu() for start in range(0, len(z), batch_size)]
+        )
 
 
 def is_quick_mode() -> bool:

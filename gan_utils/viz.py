@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 
 from gan_utils import metrics
 from gan_utils.data import GaussianMixture2D
-from gan_utils.runtime import device_of
+from gan_utils.runtime import device_of, evaluating, sample
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -89,10 +89,8 @@ def decision_surface(
     ys = torch.linspace(y0, y1, resolution)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
-    was_training = D.training
-    D.eval()
-    probabilities = torch.sigmoid(D(points.to(device_of(D)))).cpu()
-    D.train(was_training)
+    with evaluating(D):
+        probabilities = torch.sigmoid(D(points.to(device_of(D)))).cpu()
     return probabilities.view(resolution, resolution)
 
 
@@ -158,11 +156,7 @@ class ToyTrainingMovie:
     def __call__(self, state) -> None:
         if state.step % self.every:
             return
-        was_training = state.G.training
-        state.G.eval()
-        with torch.no_grad():
-            fake = state.G(self.fixed_z.to(device_of(state.G))).cpu()
-        state.G.train(was_training)
+        fake = sample(state.G, self.fixed_z)
         self.steps.append(state.step)
         self.samples.append(fake)
         self.surfaces.append(decision_surface(state.D, self.extent, self.resolution))

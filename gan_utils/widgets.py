@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gan_utils import latent
-from gan_utils.runtime import device_of
+from gan_utils.runtime import sample
 
 STATIC_JS = Path(__file__).resolve().parent / "static" / "latent_explorer.js"
 
@@ -76,7 +76,7 @@ class LatentExplorer:
         import ipywidgets as widgets
 
         self.output_shape = latent.check_image_generator(G)
-        self.G = G.eval()
+        self.G = G
         if directions is None:
             directions = latent.steepest_directions(G, k=n_sliders)
         self.directions = _check_directions(directions, G.latent_dim)
@@ -112,9 +112,8 @@ class LatentExplorer:
         amounts = torch.tensor([slider.value for slider in self.sliders], dtype=torch.float32)
         return self.z_start + amounts @ self.directions
 
-    @torch.no_grad()
     def redraw(self) -> None:
-        self.image.value = image_png(self.G(self.z()[None].to(device_of(self.G)))[0])
+        self.image.value = image_png(sample(self.G, self.z()[None])[0])
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

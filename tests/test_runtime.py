@@ -23,14 +23,55 @@ def test_set_seed_rejects_non_integers(bad_seed):
         gan_utils.set_seed(bad_seed)
 
 
-def test_import_has_no_side_effects_on_random_state():
-    import importlib
+def test_importing_every_module_has_no_side_effects_on_random_state():
+    """A fresh interpreter draws the same numbers after importing every gan_utils module as without."""
+    import subprocess
+    import sys
 
-    torch.manual_seed(5)
-    expected = torch.rand(2)
-    torch.manual_seed(5)
-    importlib.reload(gan_utils)
-    assert torch.equal(torch.rand(2), expected)
+    draw = "import torch, random, numpy; print(torch.rand(1).item(), random.random(), numpy.random.rand())"
+    imports = "import gan_utils, pkgutil, importlib; [importlib.import_module(m.name) for m in "
+    imports += "pkgutil.iter_modules(gan_utils.__path__, 'gan_utils.') if m.name != 'gan_utils.__main__']; "
+    seed = "import torch, random, numpy; torch.manual_seed(5); random.seed(5); numpy.random.seed(5); "
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", seed + prefix + draw], capture_output=True, text=True, check=True
+        )
+        for prefix in ("", imports)
+    ]
+    assert outputs[0].stdout == outputs[1].stdout and outputs[0].stdout.strip()
+
+
+class _ModeRecorder(torch.nn.Module):
+    """A 'generator' that records the mode and grad state it ran in, and doubles z."""
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(2.0))
+        self.calls: list[tuple[bool, bool, int]] = []
+
+    def forward(self, z):
+        self.calls.append((self.training, torch.is_grad_enabled(), z.shape[0]))
+        return self.scale * z
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sample_runs_in_eval_mode_without_grad_in_batches_and_restores_the_mode(training):
+    G = _ModeRecorder().train(training)
+    z = torch.arange(21.0).view(7, 3)
+    out = runtime.sample(G, z, batch_size=3)
+    assert torch.equal(out, 2 * z) and not out.requires_grad
+    assert G.calls == [(False, False, 3), (False, False, 3), (False, False, 1)]
+    assert G.training is training
+
+
+def test_evaluating_restores_each_mode_even_after_an_error():
+    G, D = _ModeRecorder().train(True), _ModeRecorder().train(False)
+    with pytest.raises(RuntimeError, match="boom"), runtime.evaluating(G, D):
+        assert not G.training and not D.training and torch.is_grad_enabled()
+        raise RuntimeError("boom")
+    assert G.training and not D.training
 
 
 @pytest.mark.parametrize(
