@@ -104,8 +104,18 @@ def test_coverage_matches_its_closed_form_for_one_distribution():
     expected = metrics.expected_coverage_same_distribution(n_real, n_fake, k)
     values = [metrics.density_coverage(gaussian(n_real, seed=s), gaussian(n_fake, seed=70 + s), k)["coverage"]
               for s in range(5)]  # fmt: skip
-    assert expected == pytest.approx(1 - math.prod((n_real - i) / (n_real + n_fake - i) for i in range(1, 6)))
     assert sum(values) / len(values) == pytest.approx(expected, abs=0.015)
+
+
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "k", "expected"),
+    # 1 - (N-1)...(N-k) / ((N+M-1)...(N+M-k)), worked by hand: 1 - 2/4, 1 - (2*1)/(4*3), 1 - 9/14
+    [(3, 2, 1, 0.5), (3, 2, 2, 5 / 6), (10, 5, 1, 5 / 14)],
+)
+def test_expected_coverage_matches_hand_computed_values(n_real, n_fake, k, expected):
+    assert metrics.expected_coverage_same_distribution(n_real, n_fake, k) == pytest.approx(
+        expected, abs=1e-12
+    )
 
 
 def test_fakes_piled_on_one_real_point_have_low_coverage():
