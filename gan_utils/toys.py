@@ -17,7 +17,7 @@ from torch import nn
 
 from gan_utils import metrics, models, training
 from gan_utils.data import BatchIterator, GaussianMixture2D
-from gan_utils.runtime import device_of, set_seed
+from gan_utils.runtime import sample, set_seed
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,7 @@ class ToyRun:
 
 def sample_generator(G: nn.Module, n: int = metrics.TOY_EVAL_SAMPLES, seed: int = 0) -> torch.Tensor:
     """n samples from G in eval mode, from a fixed noise seed so evaluations are repeatable."""
-    was_training = G.training
-    G.eval()
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        samples = G(z.to(device_of(G))).cpu()
-    G.train(was_training)
-    return samples
+    return sample(G, torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed)))
 
 
 def train_toy_gan(

@@ -84,15 +84,6 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
     assert changed.returncode == 2 and "data: 'ring' -> 'grid'" in changed.stderr
 
 
-def test_help_documents_the_command(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", "--help"])
-    assert exit_.value.code == 0
-    shown = capsys.readouterr().out
-    for option in ("--model", "--data", "--steps", "--out", "--resume", "--device", "--seed"):
-        assert option in shown
-
-
 def test_export_ships_a_trained_generator_with_its_record(tmp_path):
     from gan_utils import pretrained
 

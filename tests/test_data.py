@@ -212,3 +212,28 @@ def test_batch_iterator_rejects_bad_batch_sizes(bad_size):
 def test_batch_iterator_rejects_mismatched_tensors():
     with pytest.raises(ValueError, match="same first dimension"):
         data.BatchIterator(torch.arange(4), torch.arange(5), batch_size=2)
+
+
+def test_resumable_stream_depends_only_on_seed_and_position():
+    batches = data.BatchIterator(torch.arange(10.0), batch_size=3, drop_last=True)  # 3 batches per epoch
+    straight = batches.resumable(seed=4)
+    first_eight = [next(straight) for _ in range(8)]
+    resumed = batches.resumable(seed=4, start=5)  # epoch 1, its third batch
+    assert all(torch.equal(next(resumed), expected) for expected in first_eight[5:])
+    epoch_0 = torch.cat(first_eight[:3])
+    assert len(set(epoch_0.tolist())) == 9  # one epoch draws without replacement
+    assert not torch.equal(epoch_0, torch.cat(first_eight[3:6]))  # each epoch is shuffled anew
+    other_seed = batches.resumable(seed=5)
+    assert not torch.equal(torch.cat([next(other_seed) for _ in range(3)]), epoch_0)
+
+
+def test_random_shift_moves_each_image_within_the_bound_and_fills_with_background():
+    from gan_utils.classifier import random_shift
+
+    images = torch.full((200, 1, 28, 28), -1.0)
+    images[:, :, 14, 14] = 1.0  # one ink pixel in the middle
+    shifted = random_shift(images, max_shift=2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape and set(shifted.unique().tolist()) == {-1.0, 1.0}
+    rows, cols = (shifted[:, 0] == 1.0).nonzero(as_tuple=True)[1:]
+    offsets = {(r - 14, c - 14) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+    assert offsets == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # all 25 shifts, no more

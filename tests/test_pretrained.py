@@ -42,19 +42,6 @@ def test_an_unknown_name_lists_the_available_ones(weights_dir):
         pretrained.load_pretrained("stylegan", weights_dir=weights_dir)
 
 
-def test_loading_uses_weights_only(weights_dir, monkeypatch):
-    seen = {}
-    original = torch.load
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
-    pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
-    assert seen.get("weights_only") is True
-
-
 def test_a_file_with_pickled_code_is_refused_even_with_a_matching_hash(weights_dir):
     import os
 

@@ -35,14 +35,22 @@ def test_one_step_moves_each_players_loss_in_the_right_direction(loss):
         assert loss_G_fn(D(G(z))) < loss_G_fn(D(G_before(z)))
 
 
-def test_step_returns_floats_with_the_documented_names():
-    G, D, opt_G, opt_D = tiny_gan()
+def test_step_reports_hand_computed_values_for_an_undecided_discriminator():
+    """D's last layer zeroed: every logit is 0, so D says 1/2 everywhere and the losses are logs of 2."""
+    G, D, _, _ = tiny_gan()
+    with torch.no_grad():
+        D.net[-1].weight.zero_()
+        D.net[-1].bias.zero_()
+    frozen = [torch.optim.SGD(model.parameters(), lr=0.0) for model in (G, D)]
     metrics = training.train_step(
-        G, D, opt_G, opt_D, grid_batches().endless(), d_penalty=training.R1Penalty(1.0)
-    )
-    assert set(metrics) == {"loss_D", "loss_G", "D(x)", "D(G(z))", "D(G(z)) at G step", "penalty"}
-    assert all(isinstance(v, float) for v in metrics.values())
-    assert 0 < metrics["D(x)"] < 1 and metrics["penalty"] > 0
+        G, D, *frozen, grid_batches().endless(), d_penalty=training.R1Penalty(1.0)
+    )  # fmt: skip
+    log2 = torch.log(torch.tensor(2.0)).item()
+    assert metrics["D(x)"] == pytest.approx(0.5) and metrics["D(G(z))"] == pytest.approx(0.5)
+    assert metrics["D(G(z)) at G step"] == pytest.approx(0.5)
+    assert metrics["loss_D"] == pytest.approx(2 * log2)  # -log(1/2) - log(1 - 1/2)
+    assert metrics["loss_G"] == pytest.approx(log2)  # non-saturating: -log(1/2)
+    assert metrics["penalty"] == pytest.approx(0.0)  # D is constant in x, so its gradient is 0
 
 
 def test_k_discriminator_steps_consume_k_real_batches():

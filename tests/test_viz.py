@@ -61,3 +61,16 @@ def test_toy_movie_records_frames_and_renders_self_contained_html():
     assert html.count("data:image/png;base64") >= 3
     assert "http://" not in html and "https://" not in html, "the player must not load anything remotely"
     assert 'class="fa' not in html, "icons need the Font Awesome stylesheet, which is not loaded"
+
+
+def test_offline_jshtml_has_no_external_link_and_every_player_button():
+    from matplotlib import animation
+
+    fig, ax = plt.subplots()
+    (line,) = ax.plot([0, 1], [0, 0])
+    movie = animation.FuncAnimation(fig, lambda i: line.set_ydata([i, i]), frames=2)
+    html = viz.offline_jshtml(movie)
+    plt.close(fig)
+    assert "font-awesome" not in html and "<i class=" not in html
+    assert "http://" not in html and "https://" not in html
+    assert html.count("<button") >= 9 and "\u25b6" in html  # play is a Unicode triangle now
