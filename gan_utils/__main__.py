@@ -8,6 +8,7 @@ continues a stopped run with ``--resume``. Run ``python -m gan_utils train --hel
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -289,13 +290,14 @@ def train_command(args: argparse.Namespace) -> int:
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     (args.out / "config.json").write_text(json.dumps({**config, "steps": args.steps}, indent=1) + "\n")
     grids = SampleGrids(args.out, args.data, fixed_z, args.sample_every, args.steps)
-    callbacks = [grids]
-    if args.lr_decay:
+    callbacks = [grids, training.Checkpointer(checkpoint_path, every=args.checkpoint_every, config=config)]
+    if args.lr_decay:  # before resuming, so that it keeps the initial rates, not the decayed ones
         callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], args.steps))
+    resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D) if args.resume else None
+    step = functools.partial(training.train_step, loss=args.loss, reuse_fakes=args.reuse_fakes)
     history = training.train(
-        G, D, opt_G, opt_D, batches, args.steps, loss=args.loss, reuse_fakes=args.reuse_fakes,
-        callbacks=callbacks, progress=not args.no_progress, checkpoint_path=checkpoint_path,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, data_seed=args.seed, config=config,
+        G, D, opt_G, opt_D, batches, args.steps, step=step, callbacks=callbacks,
+        progress=not args.no_progress, data_seed=args.seed, start=resumed,
     )  # fmt: skip
     done = history["step"][-1] if history["step"] else 0
     record_run(args.out, args.command_line, device, source, time.perf_counter() - start, done)

@@ -7,6 +7,7 @@ recipe is.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterable
@@ -87,8 +88,10 @@ def train_toy_gan(
         callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], steps))
     d_penalty = training.R1Penalty(recipe.r1_gamma) if recipe.r1_gamma else None
     start = time.perf_counter()
-    history = training.train(G, D, opt_G, opt_D, data, steps, loss=recipe.loss, d_penalty=d_penalty,
-                             callbacks=callbacks, progress=progress)  # fmt: skip
+    step = functools.partial(training.train_step, loss=recipe.loss, d_penalty=d_penalty)
+    history = training.train(
+        G, D, opt_G, opt_D, data, steps, step=step, callbacks=callbacks, progress=progress
+    )
     seconds = time.perf_counter() - start
     result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
     return ToyRun(recipe, mixture.name, seed, steps, G, D, history, result, seconds)

@@ -19,12 +19,14 @@ def make_run(seed):
     return G, D, opt_G, opt_D, batches
 
 
-def train_run(path, steps, seed=0, resume=False, **kwargs):
+def train_run(path, steps, seed=0, resume=False, config=None, callbacks=()):
     G, D, opt_G, opt_D, batches = make_run(seed)
+    start = training.resume(path, G, D, opt_G, opt_D) if resume else None
     if not resume:
-        torch.manual_seed(100)  # the noise stream of the run
-    history = training.train(G, D, opt_G, opt_D, batches, steps, checkpoint_path=path, resume=resume,
-                             progress=False, **kwargs)  # fmt: skip
+        torch.manual_seed(100)  # the noise and data streams of the run
+    checkpointer = [training.Checkpointer(path, config=config)] if path is not None else []
+    history = training.train(G, D, opt_G, opt_D, batches, steps, callbacks=[*callbacks, *checkpointer],
+                             progress=False, start=start)  # fmt: skip
     return G, D, opt_G, opt_D, history
 
 
@@ -46,6 +48,12 @@ def test_stop_and_resume_equals_one_straight_run(tmp_path):
     resumed = train_run(tmp_path / "split.pt", steps=40, seed=999, resume=True)  # fresh models, then M more
     assert len(resumed[4]["step"]) == 40
     assert_bitwise_equal(straight, resumed)
+
+
+def test_checkpointing_does_not_change_the_result(tmp_path):
+    with_checkpoints = train_run(tmp_path / "run.pt", steps=30)
+    without = train_run(None, steps=30)
+    assert_bitwise_equal(with_checkpoints, without)
 
 
 def test_checkpoint_records_the_step_the_config_and_the_data_position(tmp_path):
@@ -105,9 +113,10 @@ def test_nan_in_the_weights_stops_training_and_keeps_the_last_checkpoint(tmp_pat
             with torch.no_grad():
                 next(state.G.parameters()).fill_(float("nan"))
 
+    start = training.resume(path, G, D, opt_G, opt_D)
     with pytest.raises(training.TrainingDivergedError, match=r"at step 7.*last good checkpoint"):
-        training.train(G, D, opt_G, opt_D, batches, 10, checkpoint_path=path, resume=True, callbacks=[poison],
-                       progress=False)  # fmt: skip
+        training.train(G, D, opt_G, opt_D, batches, 10, callbacks=[poison, training.Checkpointer(path)],
+                       progress=False, start=start)  # fmt: skip
     assert checkpoints.load_checkpoint(path)["step"] == 4
 
 
@@ -120,8 +129,8 @@ def test_ctrl_c_stops_after_the_step_keeps_history_and_checkpoint(tmp_path):
 
     G, D, opt_G, opt_D, batches = make_run(0)
     torch.manual_seed(100)
-    history = training.train(G, D, opt_G, opt_D, batches, 40, checkpoint_path=path, callbacks=[press_ctrl_c],
-                             progress=False)  # fmt: skip
+    history = training.train(G, D, opt_G, opt_D, batches, 40, progress=False,
+                             callbacks=[press_ctrl_c, training.Checkpointer(path)])  # fmt: skip
     assert history["step"] == [1, 2, 3, 4, 5]
     assert checkpoints.load_checkpoint(path)["step"] == 5
     # and the interrupted run resumes to the same numbers as a straight one
@@ -130,7 +139,7 @@ def test_ctrl_c_stops_after_the_step_keeps_history_and_checkpoint(tmp_path):
     assert_bitwise_equal(straight, resumed)
 
 
-def test_resume_without_a_path_is_refused():
-    G, D, opt_G, opt_D, batches = make_run(0)
-    with pytest.raises(ValueError, match="needs the checkpoint_path"):
-        training.train(G, D, opt_G, opt_D, batches, 3, resume=True, progress=False)
+def test_resume_from_a_missing_file_says_how_to_start_afresh(tmp_path):
+    G, D, opt_G, opt_D, _ = make_run(0)
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint at"):
+        training.resume(tmp_path / "missing.pt", G, D, opt_G, opt_D)

@@ -37,11 +37,13 @@ def test_train_toy_gan_is_repeatable_and_measures_its_samples():
 
 def test_sample_snapshots_record_the_first_step_and_every_kth_from_a_fixed_z_in_eval_mode():
     G = toys.models.MLPGenerator(2, (2,), hidden=(8,))
+    D = toys.models.MLPDiscriminator((2,), hidden=(8,))
+    frozen = [torch.optim.SGD(model.parameters(), lr=0.0) for model in (G, D)]
     fixed_z = torch.randn(4, 2)
     snapshots = training.SampleSnapshots(fixed_z, every=3)
-    for step in range(1, 8):
-        snapshots(training.TrainState(step=step, metrics={}, G=G, D=None, history={}))
-    assert snapshots.steps == [1, 3, 6]
+    batches = data.BatchIterator(data.ring().sample(64), batch_size=16)
+    training.train(G, D, *frozen, batches, steps=7, callbacks=[snapshots], progress=False)
+    assert snapshots.steps == [1, 3, 6] and G.training  # the loop's train mode is back after each snapshot
     with torch.no_grad():
         G.eval()
         expected = G(fixed_z)

@@ -45,6 +45,8 @@ def test_step_reports_hand_computed_values_for_an_undecided_discriminator():
     metrics = training.train_step(
         G, D, *frozen, grid_batches().endless(), d_penalty=training.R1Penalty(1.0)
     )  # fmt: skip
+    assert all(value.ndim == 0 and not value.requires_grad for value in metrics.values())  # tensors, no sync
+    metrics = {name: value.item() for name, value in metrics.items()}
     log2 = torch.log(torch.tensor(2.0)).item()
     assert metrics["D(x)"] == pytest.approx(0.5) and metrics["D(G(z))"] == pytest.approx(0.5)
     assert metrics["D(G(z)) at G step"] == pytest.approx(0.5)
@@ -91,15 +93,55 @@ def test_unknown_loss_name_lists_the_choices():
     G, D, opt_G, opt_D = tiny_gan()
     with pytest.raises(ValueError, match="'non-saturating', 'saturating', 'hinge', 'wasserstein'"):
         training.train_step(G, D, opt_G, opt_D, grid_batches().endless(), loss="minmax")
-    with pytest.raises(ValueError, match="unknown loss"):
-        training.train(G, D, opt_G, opt_D, grid_batches(), steps=1, loss="bce")
+    with pytest.raises(TypeError, match="a pair of functions"):
+        training.train_step(G, D, opt_G, opt_D, grid_batches().endless(), loss=torch.nn.BCELoss())
 
 
-def test_nan_in_the_data_stops_training_with_the_step_and_a_hint():
+def test_step_takes_a_custom_pair_of_loss_functions():
+    """A least-squares GAN (Mao et al., 2017) plugged in as two functions of logits."""
     G, D, opt_G, opt_D = tiny_gan()
-    poisoned = [torch.randn(16, 2) for _ in range(3)] + [torch.full((16, 2), float("nan"))]
+    with torch.no_grad():
+        D.net[-1].weight.zero_()
+        D.net[-1].bias.fill_(0.5)  # every logit is 0.5
+
+    def least_squares_d(real_logits, fake_logits):
+        return 0.5 * ((real_logits - 1) ** 2).mean() + 0.5 * (fake_logits**2).mean()
+
+    def least_squares_g(fake_logits):
+        return 0.5 * ((fake_logits - 1) ** 2).mean()
+
+    frozen = [torch.optim.SGD(model.parameters(), lr=0.0) for model in (G, D)]
+    metrics = training.train_step(
+        G, D, *frozen, grid_batches().endless(), loss=(least_squares_d, least_squares_g)
+    )
+    assert metrics["loss_D"].item() == pytest.approx(0.25)  # 0.5 * 0.25 + 0.5 * 0.25
+    assert metrics["loss_G"].item() == pytest.approx(0.125)  # 0.5 * 0.25
+
+
+def test_train_refuses_data_that_is_not_a_batch_iterator():
+    G, D, opt_G, opt_D = tiny_gan()
+    with pytest.raises(TypeError, match=r"wrap tensors as BatchIterator\(images, batch_size=...\)"):
+        training.train(G, D, opt_G, opt_D, [torch.randn(16, 2)], steps=1, progress=False)
+
+
+@pytest.mark.parametrize("log_every", [1, 5])
+def test_nan_in_the_data_stops_training_naming_the_step_whatever_the_logging_interval(log_every):
+    G, D, opt_G, opt_D = tiny_gan()
+    samples = torch.randn(64, 2)
+    samples[48:] = float("nan")  # the fourth batch of the first epoch (no shuffling)
+    batches = data.BatchIterator(samples, batch_size=16, shuffle=False)
     with pytest.raises(training.TrainingDivergedError, match=r"at step 4\. .*smaller learning rate"):
-        training.train(G, D, opt_G, opt_D, poisoned * 2, steps=6, progress=False)
+        training.train(G, D, opt_G, opt_D, batches, steps=6, progress=False, log_every=log_every)
+
+
+def test_history_is_the_same_whatever_the_logging_interval():
+    histories = []
+    for log_every in (1, 4):
+        G, D, opt_G, opt_D = tiny_gan(seed=3)
+        torch.manual_seed(3)
+        histories.append(training.train(G, D, opt_G, opt_D, grid_batches(), steps=10, progress=False,
+                                        log_every=log_every))  # fmt: skip
+    assert histories[0] == histories[1] and len(histories[0]["loss_D"]) == 10
 
 
 def test_lr_decay_reaches_zero_at_the_last_step():
@@ -134,7 +176,7 @@ def test_reuse_fakes_scores_the_d_step_fakes_with_one_generator_pass():
     z = torch.randn(128, 2)  # the noise the D step drew
     with torch.no_grad():
         expected = torch.sigmoid(D(G_before(z))).mean().item()  # D after its update, G before its own
-    assert metrics["D(G(z)) at G step"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["D(G(z)) at G step"].item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_reuse_fakes_without_it_draws_fresh_noise_for_g():
@@ -155,10 +197,12 @@ def test_lr_decay_resumed_from_a_checkpoint_continues_the_same_schedule(tmp_path
     path = tmp_path / "run.pt"
     G, D, opt_G, opt_D = tiny_gan(lr=0.1)
     decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
-    training.train(G, D, opt_G, opt_D, grid_batches(), steps=4, callbacks=[decay], progress=False,
-                   checkpoint_path=path)  # fmt: skip
+    training.train(G, D, opt_G, opt_D, grid_batches(), steps=4, progress=False,
+                   callbacks=[decay, training.Checkpointer(path)])  # fmt: skip
     G, D, opt_G, opt_D = tiny_gan(lr=0.1)  # a new process: fresh optimisers at the initial rate
     decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
-    training.train(G, D, opt_G, opt_D, grid_batches(), steps=7, callbacks=[decay], progress=False,
-                   checkpoint_path=path, resume=True)  # fmt: skip
+    start = training.resume(path, G, D, opt_G, opt_D)
+    training.train(
+        G, D, opt_G, opt_D, grid_batches(), steps=7, callbacks=[decay], progress=False, start=start
+    )
     assert opt_G.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 7 / 10))
