@@ -1,28 +1,32 @@
-"""Command line: ``python -m gan_utils train --model mlp --data mnist --steps N --out DIR [--resume]``.
+"""The reader's command line: ``python -m gan_utils train|sample|evaluate``.
 
-A thin wrapper over `gan_utils.training.train`: it builds the models and data, trains with a
-progress bar, writes a checkpoint and sample grids from one fixed noise batch into ``--out``, and
-continues a stopped run with ``--resume``. Run ``python -m gan_utils train --help`` for every option.
+``train --preset NAME --out DIR`` trains a named recipe (`gan_utils.recipes.PRESETS`) with a
+progress bar, writing a checkpoint and sample grids from one fixed noise batch into ``--out``;
+``--resume`` continues a stopped run to the same result. ``sample`` writes a grid of digits from a
+run folder or a shipped generator, and ``evaluate`` scores a shipped generator with chapter 5's
+metrics. Release tooling (exporting weights, recording metrics) lives in `gan_utils.release`.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from gan_utils import checkpoints, data, models, training
+from gan_utils import checkpoints, data, recipes, training
 from gan_utils.pretrained import PretrainedError
 from gan_utils.runtime import default_device, sample, set_seed
 
-MODELS = ("mlp", "dcgan")
-DATASETS = ("mnist", "ring", "grid")
 CHECKPOINT_NAME = "checkpoint.pt"
+# recipe settings a reader may override on the command line: option -> Recipe field
+OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "loss": "loss", "data": "data",
+             "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -44,62 +48,45 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
-        help="train a GAN and write checkpoints and sample grids",
-        description="Train a GAN. Example: python -m gan_utils train --model mlp --data mnist --steps 3000 "
-        "--out runs/mlp. Stop it with Ctrl-C at any time; --resume continues to the same result.",
+        help="train a GAN recipe and write checkpoints and sample grids",
+        description="Train a named recipe. Example: python -m gan_utils train --preset dcgan-mnist --out "
+        "runs/dcgan. Stop it with Ctrl-C at any time; --resume continues to the same result. Options "
+        "given here override the preset's settings.",
     )
-    train.add_argument("--model", required=True, choices=MODELS, help="architecture")
-    train.add_argument("--data", required=True, choices=DATASETS, help="mnist (auto source), ring or grid")
-    train.add_argument("--steps", required=True, type=positive_int, help="total generator steps of the run")
+    train.add_argument("--preset", required=True, choices=list(recipes.PRESETS), help="the recipe to train")
     train.add_argument("--out", required=True, type=Path, help="folder for checkpoint.pt, config.json, PNGs")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     train.add_argument("--seed", type=int, default=0, help="seed for initialisation, noise and data order")
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate for both players")
-    train.add_argument("--loss", default="non-saturating", choices=list(training.LOSSES))
-    train.add_argument(
-        "--reuse-fakes", action="store_true", help="G's update scores D's fakes (one G pass less)"
-    )
-    train.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
+    train.add_argument("--steps", type=positive_int, help="total generator steps (default: the preset's)")
+    train.add_argument("--batch-size", type=positive_int)
+    train.add_argument("--lr", type=float, help="Adam learning rate for both players")
+    train.add_argument("--loss", choices=list(training.LOSSES))
+    train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
+    train.add_argument("--reuse-fakes", action=argparse.BooleanOptionalAction, help="G scores D's fakes")
+    train.add_argument("--lr-decay", action=argparse.BooleanOptionalAction, help="linear decay to 0")
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    export = commands.add_parser(
-        "export",
-        help="ship a trained generator in gan_utils/weights with a MANIFEST.json entry",
-        description="Copy the generator of OUT/checkpoint.pt into gan_utils/weights/NAME.pt (float16) and "
-        "record its command, data source, steps, wall time, device and sha256 in MANIFEST.json.",
+    sample_parser = commands.add_parser(
+        "sample",
+        help="write a grid of samples from a training run or a shipped generator",
+        description="Example: python -m gan_utils sample dcgan-mnist --out digits.png. SOURCE is a "
+        "shipped generator's name or a folder written by 'train'.",
     )
-    export.add_argument("--out", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
-    export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
-    export.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
+    sample_parser.add_argument("source", help="a shipped name (e.g. dcgan-mnist) or a training folder")
+    sample_parser.add_argument("--out", required=True, type=Path, help="the PNG file to write")
+    sample_parser.add_argument("--n", type=positive_int, default=64, help="number of samples")
+    sample_parser.add_argument("--seed", type=int, default=0, help="noise seed")
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a shipped generator with chapter 5's metrics (and record them in the manifest)",
+        help="score a shipped generator with chapter 5's metrics",
         description="Score a shipped generator: 5,000 samples (noise seed 0) against the 5,000 bundled MNIST "
-        "digits, in the features of the shipped mnist-classifier. --record writes the scores into "
-        "MANIFEST.json, where the tests check that the generator keeps meeting them.",
+        "digits, in the features of the shipped mnist-classifier.",
     )
     evaluate.add_argument("name", help="e.g. dcgan-mnist")
-    evaluate.add_argument("--record", action="store_true", help="write the scores into MANIFEST.json")
-    evaluate.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
-
-    classifier = commands.add_parser(
-        "train-classifier",
-        help="train the MNIST classifier that chapter 5's metrics use, and ship it",
-        description="Train gan_utils.classifier.MNISTClassifier, measure it on held-out digits and write "
-        "it to gan_utils/weights/NAME.pt with a MANIFEST.json entry. With the 60k MNIST it holds out "
-        "the 10k test set; with the bundled 5k digits it holds out 100 of each digit.",
-    )
-    classifier.add_argument("--source", default="auto", choices=data.MNIST_SOURCES, help="MNIST source")
-    classifier.add_argument("--epochs", type=positive_int, default=15)
-    classifier.add_argument("--seed", type=int, default=0)
-    classifier.add_argument("--name", default="mnist-classifier", help="name in the manifest")
-    classifier.add_argument("--weights-dir", type=Path, default=None, help="default: gan_utils/weights")
-    classifier.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
     return parser
 
 
@@ -117,16 +104,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_models(model: str, dataset: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    if model == "dcgan":
-        if dataset != "mnist":
-            raise CommandLineError("--model dcgan draws images: use it with --data mnist.")
-        return models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
-    if dataset == "mnist":
-        return models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
-    return models.MLPGenerator(2, (2,), hidden=(128, 128, 128)), models.MLPDiscriminator(
-        (2,), hidden=(128, 128)
-    )
+def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
+    """The preset with the options the command line sets."""
+    overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()
+                 if getattr(args, option) is not None}  # fmt: skip
+    try:
+        return recipes.preset(args.preset, **overrides)
+    except ValueError as error:
+        raise CommandLineError(str(error).replace("data='mnist'", "--data mnist")) from None
 
 
 def load_data(dataset: str) -> tuple[torch.Tensor, str]:
@@ -135,9 +120,8 @@ def load_data(dataset: str) -> tuple[torch.Tensor, str]:
         mnist = data.load_mnist()
         return mnist.images, f"MNIST ({mnist.source}, {len(mnist.images)} images)"
     mixture = data.ring() if dataset == "ring" else data.grid()
-    return mixture.sample(
-        50_000, generator=torch.Generator().manual_seed(0)
-    ), f"{dataset} mixture, 50,000 samples"
+    samples = mixture.sample(50_000, generator=torch.Generator().manual_seed(0))
+    return samples, f"{dataset} mixture, 50,000 samples"
 
 
 def record_run(
@@ -150,76 +134,6 @@ def record_run(
     run.update(device=device.type, data_source=source, steps=step,
                wall_seconds=round(run["wall_seconds"] + seconds, 1))  # fmt: skip
     path.write_text(json.dumps(run, indent=1) + "\n")
-
-
-def export_command(args: argparse.Namespace) -> int:
-    from gan_utils import pretrained
-
-    checkpoint_path = args.out / CHECKPOINT_NAME
-    config = checkpoints.load_checkpoint(checkpoint_path)["config"]
-    run_path = args.out / "run.json"
-    if not run_path.is_file():
-        raise CommandLineError(f"{run_path} is missing; export needs a folder written by 'gan_utils train'.")
-    run = json.loads(run_path.read_text())
-    G, _ = build_models(config["model"], config["data"])
-    pretrained.generator_from_checkpoint(checkpoint_path, G)
-    record = {"command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
-              "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
-    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
-    path = pretrained.export_generator(G, args.name, record, weights_dir=weights_dir)
-    manifest = weights_dir / pretrained.MANIFEST_NAME
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its entry in {manifest}")
-    return 0
-
-
-def evaluate_command(args: argparse.Namespace) -> int:
-    from gan_utils import metrics, pretrained
-
-    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
-    G = pretrained.load_pretrained(args.name, weights_dir=weights_dir)
-    if not hasattr(G, "latent_dim"):
-        raise CommandLineError(f"{args.name} is not a generator; evaluate scores generators.")
-    real = data.load_mnist(source="bundled").images
-    scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
-    scores = {key: round(value, 4) for key, value in scores.items()}
-    print(json.dumps(scores, indent=1))
-    if args.record:
-        record = {**scores, "samples": metrics.IMAGE_EVAL_SAMPLES, "seed": 0,
-                  "against": "the 5,000 bundled MNIST digits, in mnist-classifier features"}  # fmt: skip
-        pretrained.record_metrics(args.name, record, weights_dir=weights_dir)
-        print(f"recorded in {weights_dir / pretrained.MANIFEST_NAME}")
-    return 0
-
-
-def train_classifier_command(args: argparse.Namespace) -> int:
-    from gan_utils import classifier, pretrained
-
-    start = time.perf_counter()
-    mnist = data.load_mnist(source=args.source)
-    if mnist.source == "torchvision":
-        train_images, train_labels = mnist.images, mnist.labels
-        test = data.load_mnist(source="torchvision", train=False)
-        test_images, test_labels, held_out = test.images, test.labels, "the 10,000 MNIST test digits"
-    else:
-        train_index, test_index = classifier.stratified_split(
-            mnist.labels, held_out_per_class=100, seed=args.seed
-        )
-        train_images, train_labels = mnist.images[train_index], mnist.labels[train_index]
-        test_images, test_labels = mnist.images[test_index], mnist.labels[test_index]
-        held_out = "1,000 bundled digits (100 per class) kept out of training"
-    model = classifier.train_classifier(
-        train_images, train_labels, epochs=args.epochs, seed=args.seed, progress=not args.no_progress
-    )
-    accuracy = classifier.accuracy(model, test_images, test_labels)
-    seconds = time.perf_counter() - start
-    record = {"command": [args.command_line], "data_source": f"MNIST ({mnist.source}, {len(train_images)} "
-              f"training images)", "epochs": args.epochs, "wall_seconds": round(seconds, 1), "device": "cpu",
-              "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out}}  # fmt: skip
-    architecture = {"class": "MNISTClassifier", "kwargs": {}}
-    weights_dir = args.weights_dir or pretrained.WEIGHTS_DIR
-    path = pretrained.export_generator(model, args.name, record, architecture, weights_dir=weights_dir)
-    print(f"held-out accuracy {accuracy:.2%} on {held_out}; wrote {path} in {seconds:.0f} s")
-    return 0
 
 
 class SampleGrids:
@@ -262,11 +176,13 @@ class SampleGrids:
 
 def train_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    recipe = recipe_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.out / CHECKPOINT_NAME
-    config = {"model": args.model, "data": args.data, "batch_size": args.batch_size, "lr": args.lr,
-              "loss": args.loss, "seed": args.seed, "reuse_fakes": args.reuse_fakes,
-              "lr_decay": args.lr_decay}  # fmt: skip
+    overrides = recipe.overrides_from(recipes.PRESETS[args.preset])
+    overrides.pop("steps", None)  # a resumed run may go on for longer
+    config = {"preset": args.preset, "overrides": overrides, "seed": args.seed}
+    config = json.loads(json.dumps(config))  # tuples become lists, as a checkpoint stores them
     if args.resume:
         saved = checkpoints.load_checkpoint(checkpoint_path)["config"]
         changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
@@ -279,44 +195,72 @@ def train_command(args: argparse.Namespace) -> int:
         )
 
     set_seed(args.seed)
-    G, D = build_models(args.model, args.data)
-    layout = torch.channels_last if args.model == "dcgan" else torch.contiguous_format  # faster convolutions
-    G, D = G.to(device, memory_format=layout), D.to(device, memory_format=layout)
-    real, source = load_data(args.data)
-    batches = data.BatchIterator(real.to(device), batch_size=args.batch_size, drop_last=True)
+    G, D = recipe.build_models(device)
+    real, source = load_data(recipe.data)
+    batches = data.BatchIterator(real.to(device), batch_size=recipe.batch_size, drop_last=True)
     start = time.perf_counter()
-    opt_G = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_G, opt_D = recipe.optimisers(G, D)
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
-    (args.out / "config.json").write_text(json.dumps({**config, "steps": args.steps}, indent=1) + "\n")
-    grids = SampleGrids(args.out, args.data, fixed_z, args.sample_every, args.steps)
-    callbacks = [grids, training.Checkpointer(checkpoint_path, every=args.checkpoint_every, config=config)]
-    if args.lr_decay:  # before resuming, so that it keeps the initial rates, not the decayed ones
-        callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], args.steps))
+    recipe_json = {**dataclasses.asdict(recipe), **config}
+    (args.out / "config.json").write_text(json.dumps(recipe_json, indent=1) + "\n")
+    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every, recipe.steps)
+    checkpointer = training.Checkpointer(checkpoint_path, every=args.checkpoint_every, config=config)
+    callbacks = [grids, checkpointer, *recipe.schedule(opt_G, opt_D)]  # schedule before resume (see there)
     resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D) if args.resume else None
-    step = functools.partial(training.train_step, loss=args.loss, reuse_fakes=args.reuse_fakes)
-    history = training.train(
-        G, D, opt_G, opt_D, batches, args.steps, step=step, callbacks=callbacks,
-        progress=not args.no_progress, data_seed=args.seed, start=resumed,
-    )  # fmt: skip
+    history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(), callbacks=callbacks,
+                             progress=not args.no_progress, data_seed=args.seed, start=resumed)  # fmt: skip
     done = history["step"][-1] if history["step"] else 0
     record_run(args.out, args.command_line, device, source, time.perf_counter() - start, done)
     final = grids.write(G, done)
-    print(f"step {done}/{args.steps}: checkpoint {checkpoint_path}, samples {final}")
+    print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
+    return 0
+
+
+def generator_from(source: str) -> torch.nn.Module:
+    """A shipped generator by name, or the generator of a training folder's checkpoint."""
+    from gan_utils import pretrained
+
+    folder = Path(source)
+    if (folder / CHECKPOINT_NAME).is_file():
+        config = checkpoints.load_checkpoint(folder / CHECKPOINT_NAME)["config"]
+        G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
+        return pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
+    if folder.exists():
+        raise CommandLineError(f"{folder} has no {CHECKPOINT_NAME}; give a folder written by 'train'.")
+    return pretrained.load_pretrained(source)
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    from torchvision.utils import save_image
+
+    G = generator_from(args.source)
+    images = sample(G, torch.randn(args.n, G.latent_dim, generator=torch.Generator().manual_seed(args.seed)))
+    if images.ndim != 4:
+        raise CommandLineError(f"{args.source} makes samples of shape {tuple(images.shape[1:])}, not images.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, args.out, nrow=8, normalize=True, value_range=(-1, 1))
+    print(f"wrote {args.n} samples of {args.source} to {args.out}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from gan_utils import metrics, pretrained
+
+    G = pretrained.load_pretrained(args.name)
+    if not hasattr(G, "latent_dim"):
+        raise CommandLineError(f"{args.name} is not a generator; evaluate scores generators.")
+    real = data.load_mnist(source="bundled").images
+    scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
+    print(json.dumps({key: round(value, 4) for key, value in scores.items()}, indent=1))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    args.command_line = "python -m gan_utils " + " ".join(argv)
+    args.command_line = shlex.join(["python", "-m", "gan_utils", *argv])
+    commands = {"train": train_command, "sample": sample_command, "evaluate": evaluate_command}
     try:
-        commands = {
-            "train": train_command,
-            "export": export_command,
-            "evaluate": evaluate_command,
-            "train-classifier": train_classifier_command,
-        }
         return commands[args.command](args)
     except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError,
             PretrainedError) as error:  # fmt: skip

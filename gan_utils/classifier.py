@@ -5,7 +5,7 @@ digits with features learned on photographs. We train our own digit classifier i
 128-dimensional penultimate layer is the feature space for the Fréchet distance, precision and
 recall, density and coverage, and its predictions give the class histogram.
 
-Trained by ``python -m gan_utils train-classifier`` and shipped as ``mnist-classifier``.
+Trained by ``python -m gan_utils.release train-classifier`` and shipped as ``mnist-classifier``.
 Introduced in chapter 5.
 """
 

@@ -8,7 +8,7 @@ and its metrics. `load_pretrained` checks the hash before loading, and loads wit
 float16 to keep each file small and are returned as float32.
 
 `export_generator` writes a new entry from a training checkpoint of ``python -m gan_utils train``;
-the CLI exposes it as ``python -m gan_utils export``.
+``python -m gan_utils.release export`` calls it.
 """
 
 from __future__ import annotations

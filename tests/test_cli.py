@@ -1,4 +1,4 @@
-"""End to end: python -m gan_utils train, as a reader would run it."""
+"""End to end: python -m gan_utils train|sample|evaluate, as a reader would run them."""
 
 import subprocess
 import sys
@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
-from gan_utils import checkpoints
+from gan_utils import checkpoints, data, recipes, training
 from gan_utils.__main__ import main
+from gan_utils.runtime import set_seed
 
 
 def cli(*args, cwd=None):
@@ -17,45 +18,75 @@ def cli(*args, cwd=None):
 
 def test_tiny_run_writes_checkpoint_and_png_then_resumes(tmp_path):
     out = tmp_path / "run"
-    first = cli("train", "--model", "mlp", "--data", "ring", "--steps", "20", "--out", str(out),
+    first = cli("train", "--preset", "toy-baseline", "--steps", "20", "--out", str(out),
                 "--sample-every", "10", "--no-progress")  # fmt: skip
     assert first.returncode == 0, first.stderr
     assert (out / "checkpoint.pt").is_file() and (out / "config.json").is_file()
     assert (out / "samples_step000020.png").stat().st_size > 1000
     assert checkpoints.load_checkpoint(out / "checkpoint.pt")["step"] == 20
 
-    resumed = cli("train", "--model", "mlp", "--data", "ring", "--steps", "30", "--out", str(out),
+    resumed = cli("train", "--preset", "toy-baseline", "--steps", "30", "--out", str(out),
                   "--resume", "--sample-every", "10", "--no-progress")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     payload = checkpoints.load_checkpoint(out / "checkpoint.pt")
     assert payload["step"] == 30 and payload["history"]["step"] == list(range(1, 31))
 
 
-@pytest.mark.parametrize("model", ["mlp", "dcgan"])
-def test_mnist_run_writes_an_image_grid(tmp_path, model):
+def test_the_cli_reproduces_a_preset_trained_from_python_bit_for_bit(tmp_path):
+    """The shipped dcgan-mnist preset (batch 128, lr 5e-4, reuse_fakes, LR decay, channels_last), 20 steps."""
+    out = tmp_path / "run"
+    result = cli("train", "--preset", "dcgan-mnist", "--steps", "20", "--out", str(out), "--device", "cpu",
+                 "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    recipe = recipes.preset("dcgan-mnist", steps=20)
+    set_seed(0)
+    G, D = recipe.build_models("cpu")
+    batches = data.BatchIterator(data.load_mnist().images, batch_size=recipe.batch_size, drop_last=True)
+    opt_G, opt_D = recipe.optimisers(G, D)
+    training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(), progress=False,
+                   callbacks=recipe.schedule(opt_G, opt_D), data_seed=0)  # fmt: skip
+
+    saved = checkpoints.load_checkpoint(out / "checkpoint.pt")
+    for name, tensor in G.state_dict().items():
+        assert torch.equal(saved["G"][name], tensor), name
+    assert saved["config"] == {"preset": "dcgan-mnist", "overrides": {}, "seed": 0}
+
+
+def test_mnist_run_writes_an_image_grid(tmp_path):
     out = tmp_path / "mnist"
-    result = cli("train", "--model", model, "--data", "mnist", "--steps", "2", "--out", str(out),
-                 "--batch-size", "16", "--no-progress")  # fmt: skip
+    result = cli("train", "--preset", "mlp-mnist", "--steps", "2", "--out", str(out), "--batch-size", "16",
+                 "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
     from PIL import Image
 
     grid = Image.open(out / "samples_step000002.png")
     assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 digits of 28 px, 2 px padding
+    png = tmp_path / "from_run.png"
+    assert cli("sample", str(out), "--out", str(png), "--n", "16").returncode == 0
+    assert Image.open(png).size == (8 * 30 + 2, 2 * 30 + 2)
+
+
+def test_sample_writes_a_grid_from_a_shipped_generator(tmp_path):
+    from PIL import Image
+
+    assert main(["sample", "dcgan-mnist", "--out", str(tmp_path / "digits.png"), "--n", "8"]) == 0
+    assert Image.open(tmp_path / "digits.png").size == (8 * 30 + 2, 30 + 2)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "gpt", "--steps", "5"], "invalid choice: 'gpt'"),
-        (["--model", "mlp", "--steps", "0"], "--steps: must be at least 1, got 0"),
-        (["--model", "mlp", "--steps", "ten"], "expected a whole number"),
-        (["--model", "mlp", "--steps", "5", "--resume"], "no checkpoint at"),
-        (["--model", "mlp", "--steps", "5", "--device", "cuda:7"], "no CUDA GPU is available"),
-        (["--model", "dcgan", "--steps", "5"], "use it with --data mnist"),
+        (["--preset", "gpt"], "invalid choice: 'gpt'"),
+        (["--preset", "toy-baseline", "--steps", "0"], "--steps: must be at least 1, got 0"),
+        (["--preset", "toy-baseline", "--steps", "ten"], "expected a whole number"),
+        (["--preset", "toy-baseline", "--resume"], "no checkpoint at"),
+        (["--preset", "toy-baseline", "--device", "cuda:7"], "no CUDA GPU is available"),
+        (["--preset", "dcgan-mnist", "--data", "ring"], "use it with --data mnist"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path, capsys, args, message):
-    argv = ["train", "--data", "ring", "--out", str(tmp_path / "bad"), "--no-progress", *args]
+    argv = ["train", "--out", str(tmp_path / "bad"), "--no-progress", *args]
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse reports usage errors by exiting with code 2
@@ -65,72 +96,21 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys, args, message):
 
 
 def test_a_bad_argument_in_a_real_process_prints_no_traceback(tmp_path):
-    result = cli("train", "--model", "dcgan-xl", "--data", "ring", "--steps", "0", "--out", str(tmp_path))
+    result = cli("train", "--preset", "dcgan-xl", "--steps", "0", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "invalid choice: 'dcgan-xl'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
     out = str(tmp_path / "run")
-    assert (
-        cli(
-            "train", "--model", "mlp", "--data", "ring", "--steps", "3", "--out", out, "--no-progress"
-        ).returncode
-        == 0
-    )
-    again = cli("train", "--model", "mlp", "--data", "ring", "--steps", "3", "--out", out, "--no-progress")
+    first = cli("train", "--preset", "toy-baseline", "--steps", "3", "--out", out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    again = cli("train", "--preset", "toy-baseline", "--steps", "3", "--out", out, "--no-progress")
     assert again.returncode == 2 and "Add --resume" in again.stderr
-    changed = cli("train", "--model", "mlp", "--data", "grid", "--steps", "6", "--out", out, "--resume")
-    assert changed.returncode == 2 and "data: 'ring' -> 'grid'" in changed.stderr
-
-
-def test_export_ships_a_trained_generator_with_its_record(tmp_path):
-    from gan_utils import pretrained
-
-    out, weights = tmp_path / "run", tmp_path / "weights"
-    assert (
-        main(
-            ["train", "--model", "mlp", "--data", "ring", "--steps", "4", "--out", str(out), "--no-progress"]
-        )
-        == 0
+    changed = cli(
+        "train", "--preset", "toy-baseline", "--data", "grid", "--steps", "6", "--out", out, "--resume"
     )
-    assert main(["export", "--out", str(out), "--name", "mlp-ring", "--weights-dir", str(weights)]) == 0
-    entry = pretrained.read_manifest(weights)["mlp-ring"]
-    assert entry["steps"] == 4 and entry["device"] == "cpu" and "ring mixture" in entry["data_source"]
-    assert entry["command"] == [
-        f"python -m gan_utils train --model mlp --data ring --steps 4 --out {out} --no-progress"
-    ]
-    G = pretrained.load_pretrained("mlp-ring", weights_dir=weights)
-    assert G(torch.randn(3, G.latent_dim)).shape == (3, 2)
-
-
-def test_train_classifier_ships_the_model_with_its_held_out_accuracy(tmp_path, capsys):
-    from gan_utils import classifier, pretrained
-
-    weights = tmp_path / "weights"
-    args = ["train-classifier", "--source", "bundled", "--epochs", "1", "--name", "clf",
-            "--weights-dir", str(weights), "--no-progress"]  # fmt: skip
-    assert main(args) == 0
-    entry = pretrained.read_manifest(weights)["clf"]
-    assert entry["architecture"] == {"class": "MNISTClassifier", "kwargs": {}}
-    assert (
-        0.5 < entry["metrics"]["held_out_accuracy"] <= 1 and "100 per class" in entry["metrics"]["held_out"]
-    )
-    model = pretrained.load_pretrained("clf", weights_dir=weights)
-    assert isinstance(model, classifier.MNISTClassifier) and not model.training
-    assert "held-out accuracy" in capsys.readouterr().out
-
-
-def test_evaluate_records_the_metrics_of_a_shipped_generator(tmp_path):
-    from gan_utils import models, pretrained
-
-    torch.manual_seed(0)
-    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
-    pretrained.export_generator(G, "tiny", {"command": ["..."], "metrics": {}}, weights_dir=tmp_path)
-    assert main(["evaluate", "tiny", "--weights-dir", str(tmp_path), "--record"]) == 0
-    recorded = pretrained.read_manifest(tmp_path)["tiny"]["metrics"]
-    assert recorded["samples"] == 5000 and recorded["seed"] == 0
-    assert recorded["frechet_distance"] > 100 and recorded["recall"] < 0.05  # an untrained G is far off
+    assert changed.returncode == 2 and "overrides: {} -> {'data': 'grid'}" in changed.stderr
 
 
 def test_evaluate_refuses_a_model_that_is_not_a_generator(capsys):

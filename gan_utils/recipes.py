@@ -1,0 +1,114 @@
+"""Named training recipes: the one place where a model's architecture and training settings live.
+
+A `Recipe` holds everything that defines a run except the seed: which networks, the optimiser
+settings, batch size, loss, tricks and memory format. The chapters, the command line
+(``python -m gan_utils train --preset NAME``), the benchmarks and the shipped weights' manifest
+all name a preset from `PRESETS`, with overrides where they differ (`Recipe.with_overrides`).
+
+Introduced in chapter 3; chapter 4 adds the DCGAN preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gan_utils import models, training
+
+MODELS = ("mlp", "dcgan")
+DATASETS = ("mnist", "ring", "grid")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a GAN run except the data's source and the seed."""
+
+    model: str  # "mlp" or "dcgan"
+    data: str  # "mnist", "ring" or "grid"
+    steps: int  # generator updates of a full run
+    batch_size: int = 64
+    lr: float = 2e-4  # Adam, both players
+    betas: tuple[float, float] = (0.5, 0.999)
+    loss: str = "non-saturating"  # a name in training.LOSSES
+    reuse_fakes: bool = False  # G's update scores D's fakes (one G pass less, biased; see train_step)
+    lr_decay: bool = False  # both learning rates fall linearly to 0 over `steps`
+    r1_gamma: float | None = None  # R1 penalty on D (Mescheder et al., 2018) when set
+    channels_last: bool = False  # NHWC memory format: faster convolutions on CPUs
+    generator_hidden: tuple[int, ...] = (128, 128, 128)  # toy MLPs only
+    discriminator_hidden: tuple[int, ...] = (128, 128)  # toy MLPs only
+    latent_dim: int = 2  # toy MLPs only; the MNIST models fix their own
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
+        if self.data not in DATASETS:
+            raise ValueError(f"unknown data {self.data!r}; choose one of {', '.join(DATASETS)}.")
+        if self.model == "dcgan" and self.data != "mnist":
+            raise ValueError("the DCGAN draws images: use it with data='mnist'.")
+        training.get_losses(self.loss)
+
+    def with_overrides(self, **overrides) -> Recipe:
+        """A copy with some settings changed; unknown names are refused with the list of known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe settings {unknown}; known: {', '.join(sorted(known))}.")
+        return dataclasses.replace(self, **overrides)
+
+    def overrides_from(self, base: Recipe) -> dict:
+        """The settings in which this recipe differs from ``base`` (what a manifest records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)}  # fmt: skip
+
+    def build_models(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
+        """Freshly initialised G and D on ``device``, in the recipe's memory format."""
+        if self.model == "dcgan":
+            G, D = models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
+        elif self.data == "mnist":
+            G, D = models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
+        else:
+            G = models.MLPGenerator(self.latent_dim, (2,), hidden=self.generator_hidden)
+            D = models.MLPDiscriminator((2,), hidden=self.discriminator_hidden)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return G.to(device, memory_format=layout), D.to(device, memory_format=layout)
+
+    def optimisers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """Adam for each player with the recipe's learning rate and betas."""
+        return (torch.optim.Adam(G.parameters(), lr=self.lr, betas=self.betas),
+                torch.optim.Adam(D.parameters(), lr=self.lr, betas=self.betas))  # fmt: skip
+
+    def step(self) -> training.StepFunction:
+        """`training.train_step` with the recipe's loss and tricks."""
+        penalty = training.R1Penalty(self.r1_gamma) if self.r1_gamma else None
+        return functools.partial(
+            training.train_step, loss=self.loss, d_penalty=penalty, reuse_fakes=self.reuse_fakes
+        )
+
+    def schedule(self, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> list[training.Callback]:
+        """The recipe's learning-rate callbacks. Build them before `training.resume`, so they keep the
+        initial rates rather than the ones a checkpoint restores."""
+        return [training.LinearLearningRateDecay([opt_G, opt_D], self.steps)] if self.lr_decay else []
+
+
+PRESETS: dict[str, Recipe] = {
+    # Chapter 2's toys: the baseline and the R1 + learning-rate-decay recipe, on the ring and grid.
+    "toy-baseline": Recipe(model="mlp", data="ring", steps=6000, batch_size=256, lr=1e-3, betas=(0.5, 0.9)),
+    "toy-r1-decay": Recipe(model="mlp", data="ring", steps=6000, batch_size=256, lr=1e-3, betas=(0.5, 0.9),
+                           r1_gamma=0.1, lr_decay=True),
+    # Chapter 3's MNIST MLPs (shipped as mlp-mnist).
+    "mlp-mnist": Recipe(model="mlp", data="mnist", steps=3000),
+    # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist).
+    "dcgan-mnist": Recipe(model="dcgan", data="mnist", steps=12000, batch_size=128, lr=5e-4, reuse_fakes=True,
+                          lr_decay=True, channels_last=True),
+}  # fmt: skip
+
+
+def preset(name: str, **overrides) -> Recipe:
+    """The preset called ``name``, with ``overrides`` applied (e.g. ``preset("dcgan-mnist", steps=2400)``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name].with_overrides(**overrides)

@@ -1,0 +1,148 @@
+"""Release tooling for maintainers: ship weights, record their metrics, train the metrics' classifier.
+
+    python -m gan_utils.release export --run runs/dcgan-mnist --name dcgan-mnist \
+        --weights-dir gan_utils/weights
+    python -m gan_utils.release record dcgan-mnist --weights-dir gan_utils/weights
+    python -m gan_utils.release train-classifier --source bundled --epochs 15 --weights-dir gan_utils/weights
+
+Every command writes into the ``--weights-dir`` it is given, never into the installed package by
+default. Readers use ``python -m gan_utils`` (train, sample, evaluate) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from gan_utils import checkpoints, data, recipes
+from gan_utils.__main__ import CHECKPOINT_NAME, CommandLineError, positive_int
+from gan_utils.pretrained import PretrainedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gan_utils.release", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser(
+        "export",
+        help="ship a trained generator with a MANIFEST.json entry",
+        description="Copy the generator of RUN/checkpoint.pt into WEIGHTS_DIR/NAME.pt (float16) and record "
+        "its preset, overrides, commands, data source, steps, wall time, device and sha256 in MANIFEST.json.",
+    )
+    export.add_argument("--run", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
+    export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
+    export.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+
+    record = commands.add_parser(
+        "record",
+        help="score a shipped generator with chapter 5's metrics and write them into the manifest",
+        description="5,000 samples (noise seed 0) against the 5,000 bundled digits, in the features of "
+        "mnist-classifier; the tests check that the generator keeps meeting the recorded scores.",
+    )
+    record.add_argument("name", help="e.g. dcgan-mnist")
+    record.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+
+    classifier = commands.add_parser(
+        "train-classifier",
+        help="train the MNIST classifier that chapter 5's metrics use, and ship it",
+        description="Train gan_utils.classifier.MNISTClassifier, measure it on held-out digits and write "
+        "it to WEIGHTS_DIR/NAME.pt with a MANIFEST.json entry. With the 60k MNIST it holds out the 10k "
+        "test set; with the bundled 5k digits it holds out 100 of each digit.",
+    )
+    classifier.add_argument("--source", default="auto", choices=data.MNIST_SOURCES, help="MNIST source")
+    classifier.add_argument("--epochs", type=positive_int, default=15)
+    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--name", default="mnist-classifier", help="name in the manifest")
+    classifier.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    classifier.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
+    return parser
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from gan_utils import pretrained
+
+    checkpoint_path = args.run / CHECKPOINT_NAME
+    config = checkpoints.load_checkpoint(checkpoint_path)["config"]
+    run_path = args.run / "run.json"
+    if not run_path.is_file():
+        raise CommandLineError(f"{run_path} is missing; export needs a folder written by 'gan_utils train'.")
+    run = json.loads(run_path.read_text())
+    G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
+    pretrained.generator_from_checkpoint(checkpoint_path, G)
+    record = {"preset": config["preset"], "overrides": config["overrides"], "seed": config["seed"],
+              "command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
+              "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
+    path = pretrained.export_generator(G, args.name, record, weights_dir=args.weights_dir)
+    manifest = args.weights_dir / pretrained.MANIFEST_NAME
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its entry in {manifest}")
+    return 0
+
+
+def record_command(args: argparse.Namespace) -> int:
+    from gan_utils import metrics, pretrained
+
+    G = pretrained.load_pretrained(args.name, weights_dir=args.weights_dir)
+    if not hasattr(G, "latent_dim"):
+        raise CommandLineError(f"{args.name} is not a generator; record scores generators.")
+    real = data.load_mnist(source="bundled").images
+    scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
+    scores = {key: round(value, 4) for key, value in scores.items()}
+    print(json.dumps(scores, indent=1))
+    record = {**scores, "samples": metrics.IMAGE_EVAL_SAMPLES, "seed": 0,
+              "against": "the 5,000 bundled MNIST digits, in mnist-classifier features"}  # fmt: skip
+    pretrained.record_metrics(args.name, record, weights_dir=args.weights_dir)
+    print(f"recorded in {args.weights_dir / pretrained.MANIFEST_NAME}")
+    return 0
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from gan_utils import classifier, pretrained
+
+    start = time.perf_counter()
+    mnist = data.load_mnist(source=args.source)
+    if mnist.source == "torchvision":
+        train_images, train_labels = mnist.images, mnist.labels
+        test = data.load_mnist(source="torchvision", train=False)
+        test_images, test_labels, held_out = test.images, test.labels, "the 10,000 MNIST test digits"
+    else:
+        train_index, test_index = classifier.stratified_split(
+            mnist.labels, held_out_per_class=100, seed=args.seed
+        )
+        train_images, train_labels = mnist.images[train_index], mnist.labels[train_index]
+        test_images, test_labels = mnist.images[test_index], mnist.labels[test_index]
+        held_out = "1,000 bundled digits (100 per class) kept out of training"
+    model = classifier.train_classifier(
+        train_images, train_labels, epochs=args.epochs, seed=args.seed, progress=not args.no_progress
+    )
+    accuracy = classifier.accuracy(model, test_images, test_labels)
+    seconds = time.perf_counter() - start
+    record = {"command": [args.command_line], "data_source": f"MNIST ({mnist.source}, {len(train_images)} "
+              f"training images)", "epochs": args.epochs, "wall_seconds": round(seconds, 1), "device": "cpu",
+              "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out}}  # fmt: skip
+    architecture = {"class": "MNISTClassifier", "kwargs": {}}
+    path = pretrained.export_generator(model, args.name, record, architecture, weights_dir=args.weights_dir)
+    print(f"held-out accuracy {accuracy:.2%} on {held_out}; wrote {path} in {seconds:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "gan_utils.release", *argv])
+    commands = {
+        "export": export_command,
+        "record": record_command,
+        "train-classifier": train_classifier_command,
+    }
+    try:
+        return commands[args.command](args)
+    except (CommandLineError, checkpoints.CheckpointError, PretrainedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Maintainer tooling: python -m gan_utils.release export|record|train-classifier into a weights folder."""
+
+import torch
+
+from gan_utils import pretrained
+from gan_utils.__main__ import main as reader_cli
+from gan_utils.release import main
+
+
+def test_export_ships_a_trained_generator_with_its_preset_and_record(tmp_path):
+    out, weights = tmp_path / "run", tmp_path / "weights"
+    train = ["train", "--preset", "toy-baseline", "--steps", "4", "--out", str(out), "--no-progress"]
+    assert reader_cli(train) == 0
+    assert main(["export", "--run", str(out), "--name", "mlp-ring", "--weights-dir", str(weights)]) == 0
+    entry = pretrained.read_manifest(weights)["mlp-ring"]
+    assert entry["steps"] == 4 and entry["device"] == "cpu" and "ring mixture" in entry["data_source"]
+    assert entry["preset"] == "toy-baseline" and entry["overrides"] == {} and entry["seed"] == 0
+    assert entry["command"] == [
+        f"python -m gan_utils train --preset toy-baseline --steps 4 --out {out} --no-progress"
+    ]
+    G = pretrained.load_pretrained("mlp-ring", weights_dir=weights)
+    assert G(torch.randn(3, G.latent_dim)).shape == (3, 2)
+
+
+def test_train_classifier_ships_the_model_with_its_held_out_accuracy(tmp_path, capsys):
+    from gan_utils import classifier
+
+    weights = tmp_path / "weights"
+    args = ["train-classifier", "--source", "bundled", "--epochs", "1", "--name", "clf",
+            "--weights-dir", str(weights), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    entry = pretrained.read_manifest(weights)["clf"]
+    assert entry["architecture"] == {"class": "MNISTClassifier", "kwargs": {}}
+    assert 0.5 < entry["metrics"]["held_out_accuracy"] <= 1
+    assert "100 per class" in entry["metrics"]["held_out"]
+    model = pretrained.load_pretrained("clf", weights_dir=weights)
+    assert isinstance(model, classifier.MNISTClassifier) and not model.training
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_record_writes_the_metrics_of_a_shipped_generator(tmp_path):
+    from gan_utils import models
+
+    torch.manual_seed(0)
+    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
+    pretrained.export_generator(G, "tiny", {"command": ["..."], "metrics": {}}, weights_dir=tmp_path)
+    assert main(["record", "tiny", "--weights-dir", str(tmp_path)]) == 0
+    recorded = pretrained.read_manifest(tmp_path)["tiny"]["metrics"]
+    assert recorded["samples"] == 5000 and recorded["seed"] == 0
+    assert recorded["frechet_distance"] > 100 and recorded["recall"] < 0.05  # an untrained G is far off
+
+
+def test_every_release_command_needs_an_explicit_weights_dir(capsys):
+    for command in (["export", "--run", "x", "--name", "y"], ["record", "dcgan-mnist"], ["train-classifier"]):
+        try:
+            code = main(command)
+        except SystemExit as exit_:
+            code = exit_.code
+        assert code == 2 and "--weights-dir" in capsys.readouterr().err
