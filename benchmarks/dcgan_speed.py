@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from gan_utils import data, metrics, models, training
+from gan_utils import data, metrics, models, recipes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUALITY = {"confidence": 0.9, "recognisable": 0.4, "smallest_class": 0.03}
@@ -116,24 +116,26 @@ class ReferenceSide:
         return F.interpolate(images, size=28, mode="bilinear", antialias=True).clamp(-1, 1)
 
 
+# The shipped dcgan-mnist preset (batch 128, Adam 5e-4, channels_last, reuse_fakes), without its
+# learning-rate decay: these runs are timed by the clock, not by a fixed number of steps.
+RECIPE = recipes.preset("dcgan-mnist", lr_decay=False)
+
+
 class OurSide:
     """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128."""
 
     name = "ours (gan_utils, chapter 4's 28x28 DCGAN)"
-    batch_size = 128
+    batch_size = RECIPE.batch_size
 
     def __init__(self, images: torch.Tensor, device: torch.device) -> None:
-        G, D = models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
-        self.G = G.to(device, memory_format=torch.channels_last)
-        self.D = D.to(device, memory_format=torch.channels_last)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=5e-4, betas=(0.5, 0.999))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=5e-4, betas=(0.5, 0.999))
+        self.G, self.D = RECIPE.build_models(device)
+        self.opt_G, self.opt_D = RECIPE.optimisers(self.G, self.D)
         self.batches = data.BatchIterator(
             images.to(device), batch_size=self.batch_size, drop_last=True
         ).endless()
 
     def step(self) -> None:
-        training.train_step(self.G, self.D, self.opt_G, self.opt_D, self.batches, reuse_fakes=True)
+        RECIPE.step()(self.G, self.D, self.opt_G, self.opt_D, self.batches)
 
     @torch.no_grad()
     def samples(self, n: int) -> torch.Tensor:
@@ -151,7 +153,7 @@ class OurTrainerAt64(OurSide):
         D = models.DCGANDiscriminator(width=64, image_size=64).apply(models.init_weights)
         self.G = G.to(device, memory_format=torch.channels_last)
         self.D = D.to(device, memory_format=torch.channels_last)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))  # the reference's
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         resized = F.interpolate(images, size=64, mode="bilinear", antialias=True).clamp(
             -1, 1
