@@ -27,6 +27,7 @@ DATASETS = ("mnist", "ring", "grid")
 class Recipe:
     """Everything that defines a GAN run except the data's source and the seed."""
 
+    name: str  # shown in tables and titles
     model: str  # "mlp" or "dcgan"
     data: str  # "mnist", "ring" or "grid"
     steps: int  # generator updates of a full run
@@ -94,16 +95,19 @@ class Recipe:
         return [training.LinearLearningRateDecay([opt_G, opt_D], self.steps)] if self.lr_decay else []
 
 
+_TOY = Recipe(
+    name="baseline", model="mlp", data="ring", steps=6000, batch_size=256, lr=1e-3, betas=(0.5, 0.9)
+)
+
 PRESETS: dict[str, Recipe] = {
-    # Chapter 2's toys: the baseline and the R1 + learning-rate-decay recipe, on the ring and grid.
-    "toy-baseline": Recipe(model="mlp", data="ring", steps=6000, batch_size=256, lr=1e-3, betas=(0.5, 0.9)),
-    "toy-r1-decay": Recipe(model="mlp", data="ring", steps=6000, batch_size=256, lr=1e-3, betas=(0.5, 0.9),
-                           r1_gamma=0.1, lr_decay=True),
+    # Chapter 2's toys (the same networks on the ring or the grid): a plain GAN, and R1 + LR decay.
+    "toy-baseline": _TOY,
+    "toy-r1-decay": _TOY.with_overrides(name="R1 + LR decay", r1_gamma=0.1, lr_decay=True),
     # Chapter 3's MNIST MLPs (shipped as mlp-mnist).
-    "mlp-mnist": Recipe(model="mlp", data="mnist", steps=3000),
+    "mlp-mnist": Recipe(name="mlp-mnist", model="mlp", data="mnist", steps=3000),
     # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist).
-    "dcgan-mnist": Recipe(model="dcgan", data="mnist", steps=12000, batch_size=128, lr=5e-4, reuse_fakes=True,
-                          lr_decay=True, channels_last=True),
+    "dcgan-mnist": Recipe(name="dcgan-mnist", model="dcgan", data="mnist", steps=12000, batch_size=128,
+                          lr=5e-4, reuse_fakes=True, lr_decay=True, channels_last=True),
 }  # fmt: skip
 
 

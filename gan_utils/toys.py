@@ -7,7 +7,6 @@ recipe is.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Iterable
@@ -16,35 +15,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from gan_utils import metrics, models, training
+from gan_utils import metrics, recipes, training
 from gan_utils.data import BatchIterator, GaussianMixture2D
 from gan_utils.runtime import sample, set_seed
 
-
-@dataclass(frozen=True)
-class ToyRecipe:
-    """Everything that defines a toy GAN run except the data and the seed."""
-
-    name: str
-    steps: int = 6000  # generator updates in full mode
-    latent_dim: int = 2
-    generator_hidden: tuple[int, ...] = (128, 128, 128)
-    discriminator_hidden: tuple[int, ...] = (128, 128)
-    lr: float = 1e-3  # Adam, both players
-    betas: tuple[float, float] = (0.5, 0.9)
-    batch_size: int = 256
-    loss: str = "non-saturating"
-    r1_gamma: float | None = None  # R1 on D (Mescheder et al., 2018) when set
-    lr_decay: bool = False  # linear decay of both learning rates to 0
-
-
-BASELINE = ToyRecipe(name="baseline")
-STABLE = ToyRecipe(name="R1 + LR decay", r1_gamma=0.1, lr_decay=True)
+# The toy family's presets live with every other recipe, in recipes.py.
+BASELINE = recipes.PRESETS["toy-baseline"]
+STABLE = recipes.PRESETS["toy-r1-decay"]
 
 
 @dataclass
 class ToyRun:
-    recipe: ToyRecipe
+    recipe: recipes.Recipe
     mixture_name: str
     seed: int
     steps: int
@@ -68,7 +50,7 @@ def sample_generator(G: nn.Module, n: int = metrics.TOY_EVAL_SAMPLES, seed: int 
 
 
 def train_toy_gan(
-    recipe: ToyRecipe,
+    recipe: recipes.Recipe,
     mixture: GaussianMixture2D,
     seed: int,
     steps: int | None = None,
@@ -79,25 +61,20 @@ def train_toy_gan(
     steps = recipe.steps if steps is None else steps
     set_seed(seed)
     data = BatchIterator(mixture.sample(50_000), batch_size=recipe.batch_size)
-    G = models.MLPGenerator(recipe.latent_dim, (2,), hidden=recipe.generator_hidden)
-    D = models.MLPDiscriminator((2,), hidden=recipe.discriminator_hidden)
-    opt_G = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=recipe.betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=recipe.lr, betas=recipe.betas)
-    callbacks = list(callbacks)
-    if recipe.lr_decay:
-        callbacks.append(training.LinearLearningRateDecay([opt_G, opt_D], steps))
-    d_penalty = training.R1Penalty(recipe.r1_gamma) if recipe.r1_gamma else None
+    recipe = recipe.with_overrides(data=mixture.name, steps=steps)
+    G, D = recipe.build_models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D)]
     start = time.perf_counter()
-    step = functools.partial(training.train_step, loss=recipe.loss, d_penalty=d_penalty)
     history = training.train(
-        G, D, opt_G, opt_D, data, steps, step=step, callbacks=callbacks, progress=progress
+        G, D, opt_G, opt_D, data, steps, recipe.step(), callbacks=callbacks, progress=progress
     )
     seconds = time.perf_counter() - start
     result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
     return ToyRun(recipe, mixture.name, seed, steps, G, D, history, result, seconds)
 
 
-def recipe_table(recipe: ToyRecipe) -> dict:
+def recipe_table(recipe: recipes.Recipe) -> dict:
     """The recipe's settings as a flat dict, for printing beside results."""
     return asdict(recipe)
 

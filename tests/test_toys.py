@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gan_utils import data, toys, training
+from gan_utils import data, models, toys, training
 
 
 def test_summarise_gives_mean_and_sample_std_per_recipe_and_data():
@@ -25,7 +25,8 @@ def test_summarise_gives_mean_and_sample_std_per_recipe_and_data():
 
 
 def test_train_toy_gan_is_repeatable_and_measures_its_samples():
-    recipe = toys.ToyRecipe(name="tiny", generator_hidden=(16,), discriminator_hidden=(16,), batch_size=32)
+    recipe = toys.BASELINE.with_overrides(name="tiny", generator_hidden=(16,), discriminator_hidden=(16,),
+                                          batch_size=32)  # fmt: skip
     first = toys.train_toy_gan(recipe, data.ring(), seed=3, steps=5)
     second = toys.train_toy_gan(recipe, data.ring(), seed=3, steps=5)
     weights = zip(first.G.state_dict().values(), second.G.state_dict().values(), strict=True)
@@ -36,8 +37,8 @@ def test_train_toy_gan_is_repeatable_and_measures_its_samples():
 
 
 def test_sample_snapshots_record_the_first_step_and_every_kth_from_a_fixed_z_in_eval_mode():
-    G = toys.models.MLPGenerator(2, (2,), hidden=(8,))
-    D = toys.models.MLPDiscriminator((2,), hidden=(8,))
+    G = models.MLPGenerator(2, (2,), hidden=(8,))
+    D = models.MLPDiscriminator((2,), hidden=(8,))
     frozen = [torch.optim.SGD(model.parameters(), lr=0.0) for model in (G, D)]
     fixed_z = torch.randn(4, 2)
     snapshots = training.SampleSnapshots(fixed_z, every=3)

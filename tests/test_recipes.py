@@ -1,0 +1,50 @@
+"""recipes.py: presets, overrides and what a recipe builds."""
+
+import pytest
+import torch
+
+from gan_utils import recipes, training
+
+
+def test_overrides_change_only_what_they_name_and_are_recorded():
+    base = recipes.PRESETS["dcgan-mnist"]
+    short = recipes.preset("dcgan-mnist", steps=2400, lr=1e-4)
+    assert (short.steps, short.lr, short.batch_size) == (2400, 1e-4, base.batch_size)
+    assert short.overrides_from(base) == {"steps": 2400, "lr": 1e-4}
+    assert base.steps == 12000  # presets are frozen: the override made a copy
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: recipes.preset("dcgan-xl"), "unknown preset 'dcgan-xl'; choose one of toy-baseline"),
+        (
+            lambda: recipes.preset("mlp-mnist", learning_rate=1.0),
+            r"unknown recipe settings \['learning_rate'\]",
+        ),
+        (lambda: recipes.preset("dcgan-mnist", data="ring"), "use it with data='mnist'"),
+        (lambda: recipes.preset("mlp-mnist", loss="bce"), "unknown loss 'bce'"),
+    ],
+)
+def test_bad_recipes_are_refused_with_the_fix(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_dcgan_preset_builds_channels_last_models_and_its_optimisers_and_schedule():
+    recipe = recipes.preset("dcgan-mnist")
+    G, D = recipe.build_models()
+    x = G(torch.randn(2, G.latent_dim))
+    assert x.shape == (2, 1, 28, 28) and x.is_contiguous(memory_format=torch.channels_last)
+    assert D(x).shape == (2,)
+    opt_G, opt_D = recipe.optimisers(G, D)
+    assert opt_G.param_groups[0]["lr"] == 5e-4 and opt_D.param_groups[0]["betas"] == (0.5, 0.999)
+    (decay,) = recipe.schedule(opt_G, opt_D)
+    assert isinstance(decay, training.LinearLearningRateDecay) and decay.total_steps == 12000
+    assert recipe.step().keywords == {"loss": "non-saturating", "d_penalty": None, "reuse_fakes": True}
+
+
+def test_the_toy_presets_differ_only_by_r1_and_the_decay():
+    baseline, stable = recipes.PRESETS["toy-baseline"], recipes.PRESETS["toy-r1-decay"]
+    assert stable.overrides_from(baseline) == {"name": "R1 + LR decay", "r1_gamma": 0.1, "lr_decay": True}
+    assert isinstance(stable.step().keywords["d_penalty"], training.R1Penalty)
