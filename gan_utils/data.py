@@ -313,3 +313,34 @@ class BatchIterator:
                 order = torch.arange(self.n_samples)
             yield from self._batches(order, first)
             epoch, first = epoch + 1, 0
+
+
+def check_digit_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """Return ``images`` as float32 ``[n, 1, 28, 28]`` in [-1, 1], or raise a ValueError that says why."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape [n, 1, 28, 28], got {type(images).__name__}."
+        )
+    if images.ndim == 3 and images.shape[1:] == (28, 28):
+        hint = " Add the channel axis with images.unsqueeze(1)."
+    elif images.ndim == 2 and images.shape[1] == 784:
+        hint = " Reshape flat rows with images.view(-1, 1, 28, 28)."
+    else:
+        hint = ""
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"{name} must have shape [n, 1, 28, 28], got {tuple(images.shape)}.{hint}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty; pass at least one image.")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{name} has dtype {images.dtype}; pass floats in [-1, 1] (uint8 pixels: x.float() / 127.5 - 1)."
+        )
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or inf; the generator has diverged.")
+    low, high = images.min().item(), images.max().item()
+    if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
+        raise ValueError(
+            f"{name} must lie in [-1, 1] like the generators' output, got values in [{low:.3g}, {high:.3g}]. "
+            "Images in [0, 1] become [-1, 1] with x * 2 - 1."
+        )
+    return images.float()

@@ -27,8 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from gan_utils.classifier import check_digit_images
-from gan_utils.data import GaussianMixture2D
+from gan_utils.data import GaussianMixture2D, check_digit_images
 from gan_utils.runtime import device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
@@ -79,10 +78,10 @@ class DigitFeatures(NamedTuple):
 
 
 def load_classifier() -> nn.Module:
-    """The shipped ``mnist-classifier`` (sha256-checked, weights_only), in eval mode on the CPU."""
-    from gan_utils.pretrained import load_pretrained
+    """The shipped ``mnist-classifier``: `gan_utils.pretrained.load_classifier` (imported when needed)."""
+    from gan_utils.pretrained import load_classifier as load_shipped_classifier
 
-    return load_pretrained("mnist-classifier")
+    return load_shipped_classifier()
 
 
 @torch.no_grad()

@@ -152,6 +152,12 @@ class DCGANGenerator(nn.Module):
         _check_image_size(image_size)
         self.latent_dim, self.image_size = int(latent_dim), image_size
         self.sample_shape = (channels, image_size, image_size)
+        self.config = {
+            "latent_dim": self.latent_dim,
+            "channels": channels,
+            "width": width,
+            "image_size": image_size,
+        }
 
         def up(c_in, c_out):  # doubles height and width
             return [

@@ -89,14 +89,14 @@ def load_pretrained(
     return G.to(device).eval()
 
 
+def load_classifier(device: str | torch.device = "cpu") -> nn.Module:
+    """The shipped ``mnist-classifier`` behind chapter 5's metrics, sha256-checked, in eval mode."""
+    return load_pretrained("mnist-classifier", device)
+
+
 def _architecture_of(G: nn.Module) -> dict[str, Any]:
-    if isinstance(G, models.DCGANGenerator):
-        width = G.net[0].out_channels // (2 if G.image_size == 28 else 8)
-        kwargs = {"latent_dim": G.latent_dim, "channels": G.sample_shape[0], "width": width,
-                  "image_size": G.image_size}  # fmt: skip
-        return {"class": "DCGANGenerator", "kwargs": kwargs}
-    if isinstance(G, models.MLPGenerator):
-        return {"class": "MLPGenerator", "kwargs": dict(G.config)}
+    if isinstance(G, models.DCGANGenerator | models.MLPGenerator):
+        return {"class": type(G).__name__, "kwargs": dict(G.config)}  # generators carry their own config
     raise PretrainedError(f"export supports DCGANGenerator and MLPGenerator, not {type(G).__name__}.")
 
 

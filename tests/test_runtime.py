@@ -108,3 +108,13 @@ def test_default_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert gan_utils.default_device() == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert gan_utils.default_device() == torch.device("cpu")
+
+
+def test_importing_viz_does_not_load_the_classifier_or_the_pretrained_weights():
+    import subprocess
+    import sys
+
+    code = "import sys, gan_utils.viz; print(sorted(m for m in sys.modules if m.startswith('gan_utils')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "gan_utils.viz" in loaded
+    assert "gan_utils.classifier" not in loaded and "gan_utils.pretrained" not in loaded
