@@ -189,7 +189,7 @@ def real_features(bundled):
     return metrics.digit_features(bundled.images)
 
 
-def test_shipped_classifier_reaches_its_recorded_held_out_accuracy(bundled):
+def test_regression_snapshot_shipped_classifier_reaches_its_recorded_held_out_accuracy(bundled):
     entry = pretrained.read_manifest()["mnist-classifier"]
     assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 2 * 1024 * 1024
     _, held_out = classifier.stratified_split(bundled.labels, held_out_per_class=100, seed=0)
@@ -217,7 +217,7 @@ def test_real_digits_against_real_digits_score_as_a_match(bundled, real_features
 
 
 @pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
-def test_shipped_generators_meet_their_recorded_metrics(name, bundled, real_features):
+def test_regression_snapshot_shipped_generators_meet_their_recorded_metrics(name, bundled, real_features):
     recorded = pretrained.read_manifest()[name]["metrics"]
     G = pretrained.load_pretrained(name)
     fake = metrics.digit_features(metrics.sample_images(G, recorded["samples"], seed=recorded["seed"]))
