@@ -14,7 +14,6 @@ Introduced in chapter 2 (toy dynamics); chapters 3 and 4 reuse it unchanged on i
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import signal
@@ -404,7 +403,6 @@ def train(
     log_every: int = 1,
     data_seed: int | None = None,
     start: Resumed | None = None,
-    **legacy,
 ) -> dict[str, list[float]]:
     """Call ``step`` until step ``steps`` and return the history: one list of floats per metric, plus "step".
 
@@ -425,20 +423,6 @@ def train(
     A NaN or infinite metric raises `TrainingDivergedError` naming the step. Ctrl-C stops after the
     current step, lets every callback close (a `Checkpointer` saves), and returns the history so far.
     """
-    if legacy:  # TEMPORARY: the chapters' pre-refactor keywords, removed once they are migrated
-        step_options = {
-            k: legacy.pop(k) for k in ("loss", "d_steps", "d_penalty", "reuse_fakes") if k in legacy
-        }
-        if step_options:
-            step = functools.partial(train_step, **step_options)
-        path = legacy.pop("checkpoint_path", None)
-        every, config = legacy.pop("checkpoint_every", 0), legacy.pop("config", None)
-        if path is not None:
-            if legacy.pop("resume", False):
-                start = resume(path, G, D, opt_G, opt_D)
-            callbacks = [*callbacks, Checkpointer(path, every, config)]
-        if legacy:
-            raise TypeError(f"train() got unexpected keyword arguments {sorted(legacy)}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
