@@ -124,7 +124,8 @@ def _check_feature_sets(
 
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), the Fréchet distance of two Gaussians.
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)): the *squared* Fréchet (2-Wasserstein)
+    distance between two Gaussians, as FID reports it.
 
     The Gaussians are fitted to the two feature sets (Heusel et al., 2017). The trace of the matrix
     square root is computed as the sum of square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2),
