@@ -3,8 +3,14 @@
 ``train --preset NAME --out DIR`` trains a named recipe (`gan_utils.recipes.PRESETS`) with a
 progress bar, writing a checkpoint and sample grids from one fixed noise batch into ``--out``;
 ``--resume`` continues a stopped run to the same result. ``sample`` writes a grid of digits from a
-run folder or a shipped generator, and ``evaluate`` scores a shipped generator with chapter 5's
-metrics. Release tooling (exporting weights, recording metrics) lives in `gan_utils.release`.
+run folder or a shipped generator, and ``evaluate`` scores one with chapter 5's metrics. Release
+tooling (exporting weights, recording metrics) lives in `gan_utils.release`.
+
+Every mistake in a command line is refused before anything is written, with one line on stderr
+that names the problem and the fix, and exit code 2 (no traceback). Nothing a user saved is
+overwritten: ``train`` only continues its own run (``--resume``), and ``sample`` replaces an
+existing picture only with ``--force``. Ctrl-C stops training after the current step, saves, and
+exits with code 130; a second Ctrl-C waits for the save.
 """
 
 from __future__ import annotations
@@ -12,18 +18,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import shlex
+import signal
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
-from gan_utils import checkpoints, data, recipes, training
+from gan_utils import checkpoints, data, recipes, runtime, training
 from gan_utils.pretrained import PretrainedError
-from gan_utils.runtime import default_device, sample, set_seed
+from gan_utils.runtime import sample, set_seed
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
+RUN_RECORD_NAME = "run.json"
+MAX_GRID_SAMPLES = 1024  # 128 rows of 8 digits; more makes an unreadable picture (and can exhaust memory)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 + SIGINT)
 # recipe settings a reader may override on the command line: option -> Recipe field
 OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "loss": "loss", "data": "data",
              "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay"}  # fmt: skip
@@ -33,7 +51,15 @@ class CommandLineError(Exception):
     """A mistake in the command line or its inputs, reported without a traceback."""
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (with where to find help), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -43,8 +69,41 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (learning rates); refuses nan, inf, 0 and negatives."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number (e.g. 2e-4), got {text}")
+    return value
+
+
+def grid_size(text: str) -> int:
+    """argparse type: a number of samples for one grid, 1 to MAX_GRID_SAMPLES."""
+    value = positive_int(text)
+    if value > MAX_GRID_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_GRID_SAMPLES} samples fit a readable grid, got {value}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gan_utils", description=__doc__.splitlines()[0])
+    """The parser of ``python -m gan_utils``: train, sample and evaluate."""
+    parser = OneLineErrorParser(prog="python -m gan_utils", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
@@ -56,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", required=True, choices=list(recipes.PRESETS), help="the recipe to train")
     train.add_argument("--out", required=True, type=Path, help="folder for checkpoint.pt, config.json, PNGs")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-    train.add_argument("--seed", type=int, default=0, help="seed for initialisation, noise and data order")
+    train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    train.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed for initialisation, noise, data"
+    )
     train.add_argument("--steps", type=positive_int, help="total generator steps (default: the preset's)")
     train.add_argument("--batch-size", type=positive_int)
-    train.add_argument("--lr", type=float, help="Adam learning rate for both players")
+    train.add_argument("--lr", type=positive_float, help="Adam learning rate for both players")
     train.add_argument("--loss", choices=list(training.LOSSES))
     train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
     train.add_argument("--reuse-fakes", action=argparse.BooleanOptionalAction, help="G scores D's fakes")
@@ -77,31 +138,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample_parser.add_argument("source", help="a shipped name (e.g. dcgan-mnist) or a training folder")
     sample_parser.add_argument("--out", required=True, type=Path, help="the PNG file to write")
-    sample_parser.add_argument("--n", type=positive_int, default=64, help="number of samples")
-    sample_parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    sample_parser.add_argument(
+        "--n", type=grid_size, default=64, help=f"number of samples (1..{MAX_GRID_SAMPLES})"
+    )
+    sample_parser.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
+    sample_parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a shipped generator with chapter 5's metrics",
-        description="Score a shipped generator: 5,000 samples (noise seed 0) against the 5,000 bundled MNIST "
-        "digits, in the features of the shipped mnist-classifier.",
+        help="score a digit generator with chapter 5's metrics",
+        description="Score a shipped generator or the generator of a training folder: 5,000 samples (noise "
+        "seed 0) against the 5,000 bundled MNIST digits, in the features of the shipped mnist-classifier.",
     )
-    evaluate.add_argument("name", help="e.g. dcgan-mnist")
+    evaluate.add_argument("source", help="a shipped name (e.g. dcgan-mnist) or a training folder")
     return parser
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return default_device()
+    """``--device`` as a torch device this machine has (`gan_utils.runtime.resolve_device`)."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CommandLineError(f"--device {name!r} is not a device; use auto, cpu, cuda or mps.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CommandLineError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise CommandLineError("--device mps was asked for but MPS is not available; use --device cpu.")
-    return device
+        return runtime.resolve_device(name)
+    except ValueError as error:
+        raise CommandLineError(f"--device: {error}") from None
+
+
+def check_writable_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse a folder that is a file or cannot be written, without creating anything.
+
+    The probe is a temporary file in the nearest folder that exists (the folder itself, or the
+    ancestor it would be created in); it disappears when closed.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise CommandLineError(f"{option} {folder} is a file; give a folder (it is created if missing).")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandLineError(
+            f"{option} {folder} cannot be created: {existing} is a file; choose another path."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise CommandLineError(
+            f"cannot write to {option} {folder} ({error.strerror or error.__class__.__name__} in "
+            f"{existing}); choose a folder you can write to."
+        ) from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash leaves the old file."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise CommandLineError(
+            f"cannot write {path} ({error.strerror or error.__class__.__name__})."
+        ) from None
 
 
 def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
@@ -124,32 +219,77 @@ def load_data(dataset: str) -> tuple[torch.Tensor, str]:
     return samples, f"{dataset} mixture, 50,000 samples"
 
 
-def record_run(
-    out: Path, command_line: str, device: torch.device, source: str, seconds: float, step: int
-) -> None:
-    """Keep OUT/run.json: every command that trained this run, its device, data and total wall time."""
-    path = out / "run.json"
-    run = json.loads(path.read_text()) if path.exists() else {"commands": [], "wall_seconds": 0.0}
-    run["commands"].append(command_line)
-    run.update(device=device.type, data_source=source, steps=step,
-               wall_seconds=round(run["wall_seconds"] + seconds, 1))  # fmt: skip
-    path.write_text(json.dumps(run, indent=1) + "\n")
+class RunRecord:
+    """Callback keeping OUT/run.json: every command that trained this run ("leg"), its device, data and time.
+
+    A leg is recorded when it starts (`start`), and its step and wall time are updated whenever the
+    checkpoint is saved and when it ends, so after a crash or ``kill -9`` the record still lists the
+    leg, with the time up to its last checkpoint. The top-level ``commands``, ``device``,
+    ``data_source``, ``steps`` and ``wall_seconds`` (the sum over legs) are what a release export
+    copies into the manifest.
+    """
+
+    def __init__(self, out: Path, command_line: str, device: torch.device, source: str, every: int) -> None:
+        self.path = out / RUN_RECORD_NAME
+        self.command_line, self.device, self.source, self.every = command_line, device, source, every
+        self.run = self.read()
+        self.started = 0.0
+
+    def read(self) -> dict:
+        if not self.path.exists():
+            return {"commands": [], "legs": []}
+        try:
+            run = json.loads(self.path.read_text())
+            run.setdefault("legs", [])
+            run.setdefault("earlier_wall_seconds", 0.0 if run["legs"] else run.get("wall_seconds", 0.0))
+            return run
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+            raise CommandLineError(
+                f"{self.path} is damaged; move it away to resume (the record of earlier legs goes with it)."
+            ) from None
+
+    def start(self, step: int) -> None:
+        """Record the leg now, before its first step."""
+        self.started = time.perf_counter()
+        self.run["commands"].append(self.command_line)
+        leg = {"command": self.command_line, "device": self.device.type, "from_step": step, "to_step": step,
+               "wall_seconds": 0.0, "finished": False}  # fmt: skip
+        self.run["legs"].append(leg)
+        self.write(step)
+
+    def write(self, step: int, finished: bool = False) -> None:
+        leg = self.run["legs"][-1]
+        leg.update(to_step=step, wall_seconds=round(time.perf_counter() - self.started, 1), finished=finished)
+        total = self.run.get("earlier_wall_seconds", 0.0) + sum(
+            leg["wall_seconds"] for leg in self.run["legs"]
+        )
+        self.run.update(
+            device=self.device.type, data_source=self.source, steps=step, wall_seconds=round(total, 1)
+        )
+        write_text_atomically(self.path, json.dumps(self.run, indent=1) + "\n")
+
+    def __call__(self, state: training.TrainState) -> None:
+        if state.step % self.every == 0 and state.step < state.total_steps:  # when the checkpoint is saved
+            self.write(state.step)
+
+    def close(self, state: training.TrainState) -> None:
+        self.write(state.step, finished=True)
 
 
 class SampleGrids:
-    """Callback: write samples from a fixed z to OUT/samples_stepNNNNNN.png every ``every`` steps."""
+    """Callback: write samples from a fixed z to OUT/samples_stepNNNNNN.png every ``every`` steps and at the
+    end (in close, so the last grid is written even after Ctrl-C)."""
 
-    def __init__(self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int, last_step: int) -> None:
-        self.out, self.dataset, self.fixed_z, self.every, self.last_step = (
-            out,
-            dataset,
-            fixed_z,
-            every,
-            last_step,
-        )
+    def __init__(self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int) -> None:
+        self.out, self.dataset, self.fixed_z, self.every = out, dataset, fixed_z, every
+        self.last: tuple[int, Path] | None = None
 
     def __call__(self, state: training.TrainState) -> None:
-        if state.step % self.every == 0 or state.step == self.last_step:
+        if state.step % self.every == 0:
+            self.write(state.G, state.step)
+
+    def close(self, state: training.TrainState) -> None:
+        if self.last is None or self.last[0] != state.step:
             self.write(state.G, state.step)
 
     def write(self, G: torch.nn.Module, step: int) -> Path:
@@ -171,48 +311,94 @@ class SampleGrids:
             ax = viz.plot_mixture_samples(mixture, samples, title=f"step {step}")
             ax.figure.savefig(path, dpi=80)
             plt.close(ax.figure)
+        self.last = (step, path)
         return path
 
 
+def check_new_run_folder(out: Path) -> None:
+    """Refuse to start a run where it would overwrite a checkpoint or another run's files."""
+    if (out / CHECKPOINT_NAME).exists():
+        raise CommandLineError(
+            f"{out / CHECKPOINT_NAME} already exists. Add --resume to continue that run, or choose another "
+            "--out."
+        )
+    if out.is_dir():
+        ours = [out / name for name in (CONFIG_NAME, RUN_RECORD_NAME)] + sorted(out.glob("samples_step*.png"))
+        found = [path.name for path in ours if path.exists()]
+        if found:
+            listed = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            raise CommandLineError(
+                f"{out} holds files of another run ({listed}) but no checkpoint to resume; choose another "
+                "--out, or delete those files first."
+            )
+
+
 def train_command(args: argparse.Namespace) -> int:
+    """Train a preset into --out; every check runs before the first file is written."""
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(args.out)
     checkpoint_path = args.out / CHECKPOINT_NAME
     overrides = recipe.overrides_from(recipes.PRESETS[args.preset])
     overrides.pop("steps", None)  # a resumed run may go on for longer
     config = {"preset": args.preset, "overrides": overrides, "seed": args.seed}
     config = json.loads(json.dumps(config))  # tuples become lists, as a checkpoint stores them
     if args.resume:
-        saved = checkpoints.load_checkpoint(checkpoint_path)["config"]
-        changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        saved = checkpoints.load_checkpoint(checkpoint_path)
+        changed = {k: (saved["config"].get(k), v) for k, v in config.items() if saved["config"].get(k) != v}
         if changed:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise CommandLineError(f"--resume must repeat the original settings; changed: {details}.")
-    elif checkpoint_path.exists():
+        if recipe.steps <= saved["step"]:
+            raise CommandLineError(
+                f"{args.out} already finished step {saved['step']}, so --steps {recipe.steps} leaves nothing "
+                f"to train; resume with --steps larger than {saved['step']}."
+            )
+    else:
+        check_new_run_folder(args.out)
+    real, source = load_data(recipe.data)
+    if recipe.batch_size > len(real):
         raise CommandLineError(
-            f"{checkpoint_path} already exists. Add --resume to continue that run, or choose another --out."
+            f"--batch-size {recipe.batch_size} is larger than the {len(real):,} training samples ({source}); "
+            f"use at most {len(real)}."
         )
+    record = RunRecord(args.out, args.command_line, device, source, args.checkpoint_every)  # reads it first
 
     set_seed(args.seed)
     G, D = recipe.build_models(device)
-    real, source = load_data(recipe.data)
     batches = data.BatchIterator(real.to(device), batch_size=recipe.batch_size, drop_last=True)
-    start = time.perf_counter()
     opt_G, opt_D = recipe.optimisers(G, D)
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandLineError(f"cannot create --out {args.out} ({error.strerror}).") from None
     recipe_json = {**dataclasses.asdict(recipe), **config}
-    (args.out / "config.json").write_text(json.dumps(recipe_json, indent=1) + "\n")
-    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every, recipe.steps)
+    write_text_atomically(args.out / CONFIG_NAME, json.dumps(recipe_json, indent=1) + "\n")
+    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every)
     checkpointer = training.Checkpointer(checkpoint_path, every=args.checkpoint_every, config=config)
-    callbacks = [grids, checkpointer, *recipe.schedule(opt_G, opt_D)]  # schedule before resume (see there)
+    # The final grid, checkpoint and record are written in close(), where a second Ctrl-C waits for them.
+    # The schedule is built before resume (see Recipe.schedule).
+    callbacks = [grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
     resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D) if args.resume else None
-    history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(), callbacks=callbacks,
-                             progress=not args.no_progress, data_seed=args.seed, start=resumed)  # fmt: skip
+    record.start(resumed.step if resumed else 0)
+    try:
+        history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(),
+                                 callbacks=callbacks, progress=not args.no_progress, data_seed=args.seed,
+                                 start=resumed)  # fmt: skip
+    except training.TrainingDivergedError as error:
+        # --resume repeats the settings, data order and noise, so it would diverge again: advise a new run
+        raise CommandLineError(
+            f"{error.problem} at step {error.step}: training diverged and stopped. Start a new run with a "
+            f"lower learning rate, e.g. --lr {recipe.lr / 10:g} and another --out."
+        ) from None
     done = history["step"][-1] if history["step"] else 0
-    record_run(args.out, args.command_line, device, source, time.perf_counter() - start, done)
-    final = grids.write(G, done)
+    final = grids.last[1] if grids.last else None
     print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
+    if done < recipe.steps:  # stopped by Ctrl-C; the run resumes with --resume
+        again = args.command_line if args.resume else f"{args.command_line} --resume"
+        print(f"stopped early; continue with: {again}", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 
@@ -223,20 +409,55 @@ def generator_from(source: str) -> torch.nn.Module:
     folder = Path(source)
     if (folder / CHECKPOINT_NAME).is_file():
         config = checkpoints.load_checkpoint(folder / CHECKPOINT_NAME)["config"]
-        G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
+        try:
+            G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
+        except (KeyError, TypeError, ValueError) as error:
+            raise CommandLineError(
+                f"the checkpoint in {folder} names a recipe this version cannot build ({error}); sample it "
+                "with the gan_utils version that trained it."
+            ) from None
         return pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
     if folder.exists():
         raise CommandLineError(f"{folder} has no {CHECKPOINT_NAME}; give a folder written by 'train'.")
     return pretrained.load_pretrained(source)
 
 
+def check_digit_generator(G: torch.nn.Module, source: str, command: str) -> None:
+    """Refuse anything but a generator of 28x28 digits, before any slow scoring."""
+    if not hasattr(G, "latent_dim"):
+        raise CommandLineError(f"{source} is not a generator; {command} scores generators.")
+    shape = tuple(sample(G, torch.zeros(2, G.latent_dim)).shape[1:])
+    if shape != (1, 28, 28):
+        raise CommandLineError(
+            f"{source} makes samples of shape {shape}, not 28x28 digit images; {command} scores MNIST "
+            "generators (score a 2-D toy generator with gan_utils.metrics.toy_mode_metrics)."
+        )
+
+
 def sample_command(args: argparse.Namespace) -> int:
+    """Write a grid of samples; an existing picture is replaced only with --force."""
     from torchvision.utils import save_image
 
+    if args.out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CommandLineError(f"--out {args.out} must name a .png or .jpg file, e.g. --out digits.png.")
+    if args.out.is_dir():
+        raise CommandLineError(
+            f"--out {args.out} is a folder; name the picture to write, e.g. {args.out / 'digits.png'}."
+        )
+    if args.out.exists() and not args.force:
+        raise CommandLineError(
+            f"{args.out} already exists; choose another --out, or add --force to replace it."
+        )
+    check_writable_folder(args.out.parent, "the folder of --out")
     G = generator_from(args.source)
+    if not hasattr(G, "latent_dim"):
+        raise CommandLineError(f"{args.source} is not a generator; sample draws from generators.")
     images = sample(G, torch.randn(args.n, G.latent_dim, generator=torch.Generator().manual_seed(args.seed)))
     if images.ndim != 4:
-        raise CommandLineError(f"{args.source} makes samples of shape {tuple(images.shape[1:])}, not images.")
+        raise CommandLineError(
+            f"{args.source} makes samples of shape {tuple(images.shape[1:])}, not images; plot 2-D samples "
+            "with gan_utils.viz.plot_mixture_samples."
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_image(images, args.out, nrow=8, normalize=True, value_range=(-1, 1))
     print(f"wrote {args.n} samples of {args.source} to {args.out}")
@@ -244,29 +465,47 @@ def sample_command(args: argparse.Namespace) -> int:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from gan_utils import metrics, pretrained
+    """Print chapter 5's metrics of a digit generator (shipped, or a training folder's)."""
+    from gan_utils import metrics
 
-    G = pretrained.load_pretrained(args.name)
-    if not hasattr(G, "latent_dim"):
-        raise CommandLineError(f"{args.name} is not a generator; evaluate scores generators.")
+    G = generator_from(args.source)
+    check_digit_generator(G, args.source, "evaluate")
     real = data.load_mnist(source="bundled").images
     scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
     print(json.dumps({key: round(value, 4) for key, value in scores.items()}, indent=1))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exiting: bool = False) -> int:
+    """Run the command line ``argv``; ``exiting`` (set when run as a program) ignores a late Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "gan_utils", *argv])
     commands = {"train": train_command, "sample": sample_command, "evaluate": evaluate_command}
+    return run_reporting_errors(commands[args.command], args, exiting)
+
+
+def run_reporting_errors(
+    command: Callable[[argparse.Namespace], int], args: argparse.Namespace, exiting: bool = False
+) -> int:
+    """Run ``command``; a mistake prints one line and returns 2, a Ctrl-C returns 130, neither a traceback.
+
+    With ``exiting``, Ctrl-C is ignored once the command is done: a late second press (training has
+    already saved) must not print a traceback from the interpreter's exit, which runs torch's clean-up.
+    """
     try:
-        return commands[args.command](args)
+        return command(args)
     except (CommandLineError, checkpoints.CheckpointError, training.TrainingDivergedError,
             PretrainedError) as error:  # fmt: skip
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a Ctrl-C outside training
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        if exiting and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_utils.data import BatchIterator, check_digit_images
+from gan_utils.runtime import check_count, check_positive_number
 
 FEATURE_DIM = 128
 
@@ -99,6 +100,11 @@ def train_classifier(
     The learning rate falls linearly to zero over the run.
     """
     check_digit_images(images)
+    epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
+    max_shift, seed = check_count(max_shift, "max_shift", minimum=0), check_count(seed, "seed", minimum=0)
+    lr = check_positive_number(lr, "lr")
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels; give one label per image.")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = MNISTClassifier()

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from gan_utils.runtime import check_count
+
 MNIST_SOURCES = ("auto", "torchvision", "bundled")
 DATA_ROOT_ENV_VAR = "GAN_BOOK_DATA"
 
@@ -55,8 +57,7 @@ class GaussianMixture2D:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` points, shape ``[n, 2]``: pick a mode uniformly, then add N(0, sigma^2 I)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"sample(n) needs a positive integer n (1, 2, 3, ...), got {n!r}.")
+        n = check_count(n, "sample(n)")
         modes = torch.randint(self.n_modes, (n,), generator=generator)
         noise = torch.randn(n, 2, generator=generator)
         return self.means[modes] + self.sigma * noise
@@ -256,8 +257,13 @@ class BatchIterator:
             raise ValueError(
                 "BatchIterator needs at least one tensor, e.g. BatchIterator(images, batch_size=64)."
             )
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer (1, 2, 3, ...), got {batch_size!r}.")
+        batch_size = check_count(batch_size, "batch_size")
+        for tensor in tensors:
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(
+                    f"BatchIterator takes torch tensors, got {type(tensor).__name__}; convert with "
+                    "torch.as_tensor(x)."
+                )
         sizes = {len(t) for t in tensors}
         if len(sizes) != 1:
             raise ValueError(f"all tensors need the same first dimension, got sizes {sorted(sizes)}.")
@@ -315,8 +321,50 @@ class BatchIterator:
             epoch, first = epoch + 1, 0
 
 
+IMAGE_RANGE_TOLERANCE = 1e-3  # float rounding may put a pixel a hair outside [-1, 1]
+# Images in [0, 1] have a background of 0 and strokes near 1: every bundled digit, so scaled, reaches
+# 0.996. An untrained generator with PyTorch's default initialisation can put a whole batch in a narrow
+# band just above 0 (at most 0.35 over 240 such models we tried), so a positive batch only counts as
+# [0, 1] images when it also reaches above this value.
+UNIT_RANGE_STROKE = 0.5
+
+
+def check_image_range(images: torch.Tensor, name: str = "images") -> None:
+    """Raise a ValueError (one line, with the fix) unless ``images`` are finite floats in [-1, 1].
+
+    Two mistakes are common and silent otherwise: pixels in [0, 255], and images in [0, 1] (what
+    ``torchvision.transforms.ToTensor`` gives). The first is out of range. The second is inside
+    [-1, 1], but images in [-1, 1] have their dark pixels (a digit's background) near -1, so a batch
+    with no value below 0 and some above `UNIT_RANGE_STROKE` is refused as [0, 1] images. The check
+    costs one transfer to the host; callers run it once per set of images, not per training step.
+    """
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{name} has dtype {images.dtype}; pass floats in [-1, 1] (uint8 pixels: x.float() / 127.5 - 1)."
+        )
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or inf; the generator has diverged or the data is damaged.")
+    low, high = images.min().item(), images.max().item()
+    if low < -1.0 - IMAGE_RANGE_TOLERANCE or high > 1.0 + IMAGE_RANGE_TOLERANCE:
+        fix = (
+            "pixels in [0, 255] become [-1, 1] with x / 127.5 - 1" if high > 2 else "rescale them to [-1, 1]"
+        )
+        raise ValueError(
+            f"{name} must lie in [-1, 1] like the generators' output, got values in [{low:.3g}, {high:.3g}]; "
+            f"{fix}."
+        )
+    if low >= 0 and high > UNIT_RANGE_STROKE:
+        raise ValueError(
+            f"{name} has no value below 0 (values in [{low:.3g}, {high:.3g}]), but images in [-1, 1] have "
+            "their dark pixels near -1: these look like images in [0, 1]. Rescale them with x * 2 - 1."
+        )
+
+
 def check_digit_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
-    """Return ``images`` as float32 ``[n, 1, 28, 28]`` in [-1, 1], or raise a ValueError that says why."""
+    """Return ``images`` as float32 ``[n, 1, 28, 28]`` in [-1, 1], or raise a ValueError that says why.
+
+    The range check is `check_image_range`: pixels in [0, 255] and images in [0, 1] are refused.
+    """
     if not isinstance(images, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape [n, 1, 28, 28], got {type(images).__name__}."
@@ -331,16 +379,5 @@ def check_digit_images(images: torch.Tensor, name: str = "images") -> torch.Tens
         raise ValueError(f"{name} must have shape [n, 1, 28, 28], got {tuple(images.shape)}.{hint}")
     if images.shape[0] == 0:
         raise ValueError(f"{name} is empty; pass at least one image.")
-    if not images.is_floating_point():
-        raise ValueError(
-            f"{name} has dtype {images.dtype}; pass floats in [-1, 1] (uint8 pixels: x.float() / 127.5 - 1)."
-        )
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{name} contains NaN or inf; the generator has diverged.")
-    low, high = images.min().item(), images.max().item()
-    if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
-        raise ValueError(
-            f"{name} must lie in [-1, 1] like the generators' output, got values in [{low:.3g}, {high:.3g}]. "
-            "Images in [0, 1] become [-1, 1] with x * 2 - 1."
-        )
+    check_image_range(images, name)
     return images.float()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gan_utils.data import GaussianMixture2D, check_digit_images
-from gan_utils.runtime import device_of, sample
+from gan_utils.runtime import check_count, device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
 IMAGE_EVAL_SAMPLES = 5000  # generated digits per evaluation, as many as the bundled real set
@@ -88,8 +88,13 @@ def load_classifier() -> nn.Module:
 def digit_features(
     images: torch.Tensor, classifier: nn.Module | None = None, batch_size: int = 500
 ) -> DigitFeatures:
-    """Run ``images`` ([n, 1, 28, 28] in [-1, 1]) through the classifier in batches."""
+    """Run ``images`` ([n, 1, 28, 28] in [-1, 1]) through the classifier in batches.
+
+    ``images`` are checked first (`gan_utils.data.check_digit_images`): images in [0, 1] or [0, 255],
+    wrong shapes and NaN are refused with the fix.
+    """
     images = check_digit_images(images)
+    batch_size = check_count(batch_size, "batch_size")
     classifier = classifier if classifier is not None else load_classifier()
     device = device_of(classifier)
     features, probabilities = [], []
@@ -101,21 +106,21 @@ def digit_features(
 
 
 def _check_feature_sets(
-    a: torch.Tensor, b: torch.Tensor, minimum_rows: int = 2
+    a: torch.Tensor, b: torch.Tensor, minimum_rows: int = 2, names: tuple[str, str] = ("first", "second")
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    for name, x in (("first", a), ("second", b)):
+    """Both sets as float64, or a ValueError naming the set by the caller's argument name."""
+    for name, x in zip(names, (a, b), strict=True):
         if not isinstance(x, torch.Tensor) or x.ndim != 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
-                f"the {name} feature set must be a 2-D tensor [n, d], got {shape}; "
+                f"{name} must be a 2-D tensor [n, d] of features, got {shape}; "
                 "compute features with digit_features(images).features."
             )
         if len(x) < minimum_rows:
-            raise ValueError(
-                f"the {name} feature set has {len(x)} rows; this metric needs at least {minimum_rows}."
-            )
+            rows = "1 row" if len(x) == 1 else f"{len(x)} rows"
+            raise ValueError(f"{name} has {rows}; this metric needs at least {minimum_rows}.")
         if not torch.isfinite(x).all():
-            raise ValueError(f"the {name} feature set contains NaN or inf.")
+            raise ValueError(f"{name} contains NaN or inf.")
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}; use the same classifier for both sets."
@@ -131,7 +136,7 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     square root is computed as the sum of square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2),
     which has the same spectrum as S_a S_b and is symmetric, so it stays real in float64.
     """
-    a, b = _check_feature_sets(features_a, features_b)
+    a, b = _check_feature_sets(features_a, features_b, names=("features_a", "features_b"))
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     values, vectors = torch.linalg.eigh(cov_a)
@@ -143,10 +148,15 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 
 def kth_neighbour_radius(features: torch.Tensor, k: int, block: int = ROW_BLOCK) -> torch.Tensor:
     """Distance from each row to its k-th nearest *other* row: the radius of its k-NN ball."""
-    if not isinstance(k, int) or k < 1 or k >= len(features):
+    try:
+        whole = check_count(k, "k")  # NumPy integers too
+    except ValueError:
+        whole = 0
+    if not 1 <= whole < len(features):
         raise ValueError(
             f"k must be an integer in 1..{len(features) - 1} for {len(features)} rows, got {k!r}."
         )
+    k = whole
     radii = []
     for start in range(0, len(features), block):
         distances = torch.cdist(features[start : start + block], features)
@@ -175,7 +185,8 @@ def precision_recall(
     manifold (are the samples realistic?); recall is the fraction of real points inside the fake
     manifold (is the data's variety covered?). The paper uses k = 3.
     """
-    real, fake = _check_feature_sets(real_features, fake_features, minimum_rows=k + 1)
+    k = check_count(k, "k")
+    real, fake = _check_feature_sets(real_features, fake_features, k + 1, ("real_features", "fake_features"))
     real_radii, fake_radii = kth_neighbour_radius(real, k, block), kth_neighbour_radius(fake, k, block)
     precision = (_ball_counts(fake, real, real_radii, block) > 0).double().mean().item()
     recall = (_ball_counts(real, fake, fake_radii, block) > 0).double().mean().item()
@@ -192,7 +203,8 @@ def density_coverage(
     dense regions. coverage = 1/N sum_i 1[some Y_j in B(X_i, NND_k(X_i))]: the fraction of real
     balls that hold at least one fake sample. The paper uses k = 5.
     """
-    real, fake = _check_feature_sets(real_features, fake_features, minimum_rows=k + 1)
+    k = check_count(k, "k")
+    real, fake = _check_feature_sets(real_features, fake_features, k + 1, ("real_features", "fake_features"))
     radii = kth_neighbour_radius(real, k, block)
     density = _ball_counts(fake, real, radii, block).double().sum().item() / (k * len(fake))
     covered = []
@@ -269,8 +281,9 @@ def nearest_neighbours(
     a training image.
     """
     queries, references = check_digit_images(queries, "queries"), check_digit_images(references, "references")
-    if not isinstance(k, int) or not 1 <= k <= len(references):
-        raise ValueError(f"k must be an integer in 1..{len(references)}, got {k!r}.")
+    k = check_count(k, "k")
+    if k > len(references):
+        raise ValueError(f"k must be an integer in 1..{len(references)} (the number of references), got {k}.")
     flat_references = references.flatten(1)
     exact = "donot_use_mm_for_euclid_dist"  # the faster matrix-product form is off by ~1e-2 at distance 0
     distances, indices = [], []
@@ -285,7 +298,23 @@ def nearest_neighbours(
 def image_metrics(
     fake: DigitFeatures, real: DigitFeatures, k_precision_recall: int = 3, k_density_coverage: int = 5
 ) -> dict[str, float]:
-    """Every image metric of a generated set against a real set, from their `digit_features`."""
+    """Every image metric of a generated set against a real set, from their `digit_features`.
+
+    Both arguments are `DigitFeatures` (features and class probabilities); an error names them by
+    role (``fake``, ``real``), whichever metric finds the problem.
+    """
+    for role, value in (("fake", fake), ("real", real)):
+        if not isinstance(value, DigitFeatures):
+            raise TypeError(
+                f"image_metrics takes DigitFeatures, got {type(value).__name__} for {role}; compute them "
+                "with digit_features(images); raw feature tensors go to frechet_distance and the others."
+            )
+    k_precision_recall, k_density_coverage = (
+        check_count(k_precision_recall, "k"),
+        check_count(k_density_coverage, "k"),
+    )
+    needed = max(k_precision_recall, k_density_coverage) + 1
+    _check_feature_sets(fake.features, real.features, needed, ("fake", "real"))
     return {
         "frechet_distance": frechet_distance(real.features, fake.features),
         **precision_recall(real.features, fake.features, k_precision_recall),
@@ -300,6 +329,7 @@ def sample_images(G: nn.Module, n: int, seed: int = 0, batch_size: int = 500) ->
         raise TypeError(
             f"{type(G).__name__} has no latent_dim; pass a generator that follows the book's contract."
         )
+    n, seed = check_count(n, "n"), check_count(seed, "seed", minimum=0)
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     return sample(G, z, batch_size)
 
@@ -311,7 +341,17 @@ def evaluate_generator(
     seed: int = 0,
     classifier: nn.Module | None = None,
 ) -> dict[str, float]:
-    """`image_metrics` of ``n`` samples of G against ``real_images``, in the shipped classifier's features."""
+    """`image_metrics` of ``n`` samples of G against ``real_images``, in the shipped classifier's features.
+
+    ``n`` must be at least 6: density and coverage compare each sample with its 5 nearest neighbours.
+    A generator that does not draw [n, 1, 28, 28] digits in [-1, 1] is refused before any scoring.
+    """
+    try:
+        n = check_count(n, "n", minimum=6)
+    except ValueError as error:
+        raise ValueError(f"{error} Density and coverage need 5 neighbours per sample.") from None
+    fake_images = check_digit_images(sample_images(G, n, seed), f"the samples of {type(G).__name__}")
+    real_images = check_digit_images(real_images, "real_images")
     classifier = classifier if classifier is not None else load_classifier()
-    fake = digit_features(sample_images(G, n, seed), classifier)
+    fake = digit_features(fake_images, classifier)
     return image_metrics(fake, digit_features(real_images, classifier))

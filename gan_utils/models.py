@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from gan_utils.runtime import check_count
+
 
 def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
     if z.ndim != 2 or z.shape[1] != latent_dim:
@@ -35,10 +37,9 @@ def _check_samples(x: torch.Tensor, sample_shape: tuple[int, ...]) -> None:
 
 
 def _check_sample_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
-    sample_shape = tuple(int(s) for s in sample_shape)
-    if not sample_shape or any(s < 1 for s in sample_shape):
-        raise ValueError(f"sample_shape must be a non-empty tuple of positive sizes, got {sample_shape}.")
-    return sample_shape
+    if isinstance(sample_shape, int) or not sample_shape:
+        raise ValueError(f"sample_shape must be a non-empty tuple of positive sizes, got {sample_shape!r}.")
+    return tuple(check_count(s, f"each size in sample_shape {tuple(sample_shape)}") for s in sample_shape)
 
 
 class MLPGenerator(nn.Module):
@@ -65,8 +66,9 @@ class MLPGenerator(nn.Module):
         super().__init__()
         if output not in ("tanh", "linear"):
             raise ValueError(f"output must be 'tanh' or 'linear', got {output!r}.")
-        self.latent_dim = int(latent_dim)
+        self.latent_dim = check_count(latent_dim, "latent_dim")
         self.sample_shape = _check_sample_shape(sample_shape)
+        hidden = tuple(check_count(width, "each width in hidden") for width in hidden)
         # kept so the generator can be rebuilt from a manifest (gan_utils.pretrained)
         self.config = {
             "latent_dim": self.latent_dim,
@@ -142,6 +144,17 @@ def _check_image_size(image_size: int) -> None:
         raise ValueError(f"image_size must be one of {DCGAN_IMAGE_SIZES}, got {image_size!r}.")
 
 
+def _check_generator_sizes(
+    latent_dim: int, channels: int, width: int, image_size: int
+) -> tuple[int, int, int]:
+    _check_image_size(image_size)
+    return (
+        check_count(latent_dim, "latent_dim"),
+        check_count(channels, "channels"),
+        check_count(width, "width"),
+    )
+
+
 class DCGANGenerator(nn.Module):
     """z [n, latent_dim] -> images [n, channels, S, S] in [-1, 1], S = 28 or 64."""
 
@@ -149,8 +162,8 @@ class DCGANGenerator(nn.Module):
         self, latent_dim: int = 64, channels: int = 1, width: int = 64, image_size: int = 28
     ) -> None:
         super().__init__()
-        _check_image_size(image_size)
-        self.latent_dim, self.image_size = int(latent_dim), image_size
+        latent_dim, channels, width = _check_generator_sizes(latent_dim, channels, width, image_size)
+        self.latent_dim, self.image_size = latent_dim, image_size
         self.sample_shape = (channels, image_size, image_size)
         self.config = {
             "latent_dim": self.latent_dim,

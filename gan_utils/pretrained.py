@@ -8,7 +8,9 @@ and its metrics. `load_pretrained` checks the hash before loading, and loads wit
 float16 to keep each file small and are returned as float32.
 
 `export_generator` writes a new entry from a training checkpoint of ``python -m gan_utils train``;
-``python -m gan_utils.release export`` calls it.
+``python -m gan_utils.release export`` calls it. Names are plain (`NAME_PATTERN`), so a file can
+only land inside the weights folder, and an existing entry is replaced only when asked
+(``overwrite=True``, ``--force`` on the command line). The manifest is written atomically.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from gan_utils import checkpoints, classifier, models
+from gan_utils.runtime import resolve_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "MANIFEST.json"
@@ -31,6 +35,8 @@ ARCHITECTURES = {
     "DCGANGenerator": models.DCGANGenerator,
     "MNISTClassifier": classifier.MNISTClassifier,
 }
+# lower-case letters and digits, joined by single "-", "_" or ".": no "/", no "..", no hidden files
+NAME_PATTERN = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")
 
 
 class PretrainedError(RuntimeError):
@@ -45,30 +51,67 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
-    path = weights_dir / MANIFEST_NAME
+def _folder(weights_dir: str | os.PathLike) -> Path:
+    """``weights_dir`` as a Path: a string works as well as a Path."""
+    if not isinstance(weights_dir, str | os.PathLike):
+        raise TypeError(f"weights_dir must be a folder path (str or Path), got {type(weights_dir).__name__}.")
+    return Path(weights_dir)
+
+
+def read_manifest(weights_dir: str | os.PathLike = WEIGHTS_DIR) -> dict[str, Any]:
+    """The manifest of ``weights_dir`` as a dict (empty when the folder has none)."""
+    path = _folder(weights_dir) / MANIFEST_NAME
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PretrainedError(
+            f"{path} is damaged ({error.__class__.__name__}: {str(error).splitlines()[0]}); restore it from "
+            "the repository (git checkout -- gan_utils/weights) or from a copy."
+        ) from None
+    if not isinstance(manifest, dict) or not all(isinstance(entry, dict) for entry in manifest.values()):
+        raise PretrainedError(
+            f"{path} is not a gan_utils manifest (expected an object of entries); restore it from a copy."
+        )
+    return manifest
 
 
-def available(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
+def _write_manifest(weights_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically, so a crash mid-write leaves the previous one."""
+    path = weights_dir / MANIFEST_NAME
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def available(weights_dir: str | os.PathLike = WEIGHTS_DIR) -> list[str]:
     """Names of the shipped models, e.g. ['dcgan-mnist', 'mlp-mnist', 'mnist-classifier']."""
     return sorted(read_manifest(weights_dir))
 
 
 def load_pretrained(
-    name: str, device: str | torch.device = "cpu", weights_dir: Path = WEIGHTS_DIR
+    name: str, device: str | torch.device = "cpu", weights_dir: str | os.PathLike = WEIGHTS_DIR
 ) -> nn.Module:
-    """Return the shipped model ``name`` in eval mode, after checking its sha256.
+    """Return the shipped model ``name`` in eval mode on ``device``, after checking its sha256.
 
     Names: see `available` (``dcgan-mnist``, ``mlp-mnist`` and the metrics' ``mnist-classifier``).
+    ``device`` is checked first (`gan_utils.runtime.resolve_device`, "auto" allowed), so a device
+    this machine lacks is a one-line ValueError, not an error deep inside torch.
     """
+    device = resolve_device(device)
+    weights_dir = _folder(weights_dir)
     manifest = read_manifest(weights_dir)
     if name not in manifest:
         names = ", ".join(repr(n) for n in sorted(manifest)) or "none are installed"
         raise PretrainedError(f"no pretrained model called {name!r}; available: {names}.")
     entry = manifest[name]
+    broken = [key for key in ("file", "sha256", "architecture") if key not in entry]
+    if broken or not isinstance(entry["file"], str) or Path(entry["file"]).name != entry["file"]:
+        raise PretrainedError(
+            f"the {MANIFEST_NAME} entry of {name!r} is damaged (missing or bad: "
+            f"{', '.join(broken) or 'file'}); restore the manifest from the repository."
+        )
     path = weights_dir / entry["file"]
     if not path.is_file():
         raise PretrainedError(f"{path} is missing; reinstall gan_utils (pip install -e .) to restore it.")
@@ -82,10 +125,19 @@ def load_pretrained(
     except Exception as error:
         raise PretrainedError(f"{path} could not be read safely ({error.__class__.__name__}).") from None
     architecture = entry["architecture"]
-    G = ARCHITECTURES[architecture["class"]](**architecture["kwargs"])
-    G.load_state_dict(
-        {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
-    )
+    if not isinstance(architecture, dict) or architecture.get("class") not in ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES)
+        raise PretrainedError(f"{name!r} names an architecture this version cannot build (known: {known}).")
+    try:
+        G = ARCHITECTURES[architecture["class"]](**architecture.get("kwargs", {}))
+        G.load_state_dict(
+            {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+        )
+    except (TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise PretrainedError(
+            f"{path} does not fit the architecture its manifest entry names ({error.__class__.__name__}); "
+            "export it again."
+        ) from None
     return G.to(device).eval()
 
 
@@ -100,43 +152,86 @@ def _architecture_of(G: nn.Module) -> dict[str, Any]:
     raise PretrainedError(f"export supports DCGANGenerator and MLPGenerator, not {type(G).__name__}.")
 
 
+def check_new_name(name: str, weights_dir: str | os.PathLike = WEIGHTS_DIR, overwrite: bool = False) -> Path:
+    """The file ``weights_dir/name.pt`` that an export of ``name`` would write, once it may be written.
+
+    Refused (`PretrainedError`): a name that is not plain (`NAME_PATTERN`: ``../evil`` would write
+    outside the folder), a ``weights_dir`` that is a file, and, unless ``overwrite``, a name that
+    already has a file or a manifest entry. Release tools call it before any slow work.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise PretrainedError(
+            f"{name!r} is not a valid weights name; use lower-case letters and digits joined by '-', '_' "
+            "or '.', e.g. 'dcgan-mnist'."
+        )
+    weights_dir = _folder(weights_dir)
+    if weights_dir.exists() and not weights_dir.is_dir():
+        raise PretrainedError(f"the weights folder {weights_dir} is a file; give a folder.")
+    path = weights_dir / f"{name}.pt"
+    if not overwrite and (path.exists() or name in read_manifest(weights_dir)):
+        raise PretrainedError(
+            f"{name!r} already exists in {weights_dir}; choose another name, or replace it with --force "
+            "(overwrite=True)."
+        )
+    return path
+
+
 def export_generator(
     G: nn.Module,
     name: str,
     record: dict[str, Any],
     architecture: dict[str, Any] | None = None,
-    weights_dir: Path = WEIGHTS_DIR,
+    weights_dir: str | os.PathLike = WEIGHTS_DIR,
+    overwrite: bool = False,
 ) -> Path:
     """Write G's weights (float16) to ``weights_dir/name.pt`` and its manifest entry; return the path.
 
     G may be any module (the classifier too); pass ``architecture`` for classes export cannot name.
-
-    ``record`` holds the command, data source, steps, wall time, device and metrics.
+    ``record`` holds the command, data source, steps, wall time, device and metrics. An existing
+    ``name`` is replaced only with ``overwrite=True`` (`check_new_name`).
     """
+    path = check_new_name(name, weights_dir, overwrite)
+    weights_dir = path.parent
+    entry = {"file": path.name, "architecture": architecture or _architecture_of(G), **record}
     weights_dir.mkdir(parents=True, exist_ok=True)
-    path = weights_dir / f"{name}.pt"
     state = {key: value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu()
              for key, value in G.state_dict().items()}  # fmt: skip
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
-    os.replace(temporary, path)
     manifest = read_manifest(weights_dir)
-    manifest[name] = {"file": path.name, "sha256": sha256_of(path),
-                      "architecture": architecture or _architecture_of(G), **record}  # fmt: skip
-    (weights_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    manifest[name] = {**entry, "sha256": sha256_of(temporary)}
+    os.replace(temporary, path)  # the file, then at once its entry: the window between them is tiny
+    _write_manifest(weights_dir, manifest)
     return path
 
 
-def record_metrics(name: str, scores: dict[str, Any], weights_dir: Path = WEIGHTS_DIR) -> None:
-    """Store ``scores`` as the ``metrics`` of manifest entry ``name`` (the weights file is untouched)."""
+def record_metrics(
+    name: str, scores: dict[str, Any], weights_dir: str | os.PathLike = WEIGHTS_DIR, overwrite: bool = False
+) -> None:
+    """Store ``scores`` as the ``metrics`` of manifest entry ``name`` (the weights file is untouched).
+
+    Metrics already recorded are replaced only with ``overwrite=True`` (``--force``).
+    """
+    weights_dir = _folder(weights_dir)
     manifest = read_manifest(weights_dir)
     if name not in manifest:
         raise PretrainedError(f"no manifest entry called {name!r}; export the model first.")
+    if manifest[name].get("metrics") and not overwrite:
+        raise PretrainedError(
+            f"{name!r} already has metrics recorded in {weights_dir / MANIFEST_NAME}; replace them with "
+            "--force (overwrite=True)."
+        )
     manifest[name]["metrics"] = scores
-    (weights_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _write_manifest(weights_dir, manifest)
 
 
 def generator_from_checkpoint(checkpoint_path: Path, G: nn.Module) -> nn.Module:
     """Load the generator weights of a training checkpoint into ``G`` (same architecture)."""
-    G.load_state_dict(checkpoints.load_checkpoint(checkpoint_path)["G"])
+    try:
+        G.load_state_dict(checkpoints.load_checkpoint(checkpoint_path)["G"])
+    except RuntimeError as error:  # torch lists every mismatched tensor; the first line says enough
+        raise PretrainedError(
+            f"the generator in {checkpoint_path} does not fit {type(G).__name__} "
+            f"({str(error).splitlines()[0]}); rebuild G with the run's recipe."
+        ) from None
     return G.eval()

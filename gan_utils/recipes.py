@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gan_utils import models, training
+from gan_utils.runtime import check_count, check_positive_number
 
 MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
@@ -44,6 +45,22 @@ class Recipe:
     latent_dim: int = 2  # toy MLPs only; the MNIST models fix their own
 
     def __post_init__(self) -> None:
+        """Refuse impossible settings with one line each, so neither a reader's override from the
+        command line nor a typo in Python trains on silently (or fails deep inside torch)."""
+        for name in ("steps", "batch_size", "latent_dim"):  # NumPy integers become ints (JSON needs them)
+            object.__setattr__(self, name, check_count(getattr(self, name), name))
+        object.__setattr__(self, "lr", check_positive_number(self.lr, "lr"))
+        if self.r1_gamma is not None:
+            object.__setattr__(self, "r1_gamma", check_positive_number(self.r1_gamma, "r1_gamma"))
+        betas = tuple(self.betas) if isinstance(self.betas, tuple | list) else ()
+        if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), like (0.5, 0.999), got {self.betas!r}.")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        for name in ("generator_hidden", "discriminator_hidden"):
+            widths = getattr(self, name)
+            if not isinstance(widths, tuple | list):
+                raise ValueError(f"{name} must be a tuple of layer widths, got {widths!r}.")
+            object.__setattr__(self, name, tuple(check_count(w, f"a width in {name}") for w in widths))
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         if self.data not in DATASETS:

@@ -6,7 +6,9 @@
     python -m gan_utils.release train-classifier --source bundled --epochs 15 --weights-dir gan_utils/weights
 
 Every command writes into the ``--weights-dir`` it is given, never into the installed package by
-default. Readers use ``python -m gan_utils`` (train, sample, evaluate) instead.
+default, and replaces nothing already there (a model, its manifest entry, recorded metrics) unless
+``--force`` is given; names are checked before any slow work. Readers use ``python -m gan_utils``
+(train, sample, evaluate) instead.
 """
 
 from __future__ import annotations
@@ -18,13 +20,22 @@ import sys
 import time
 from pathlib import Path
 
-from gan_utils import checkpoints, data, recipes
-from gan_utils.__main__ import CHECKPOINT_NAME, CommandLineError, positive_int
-from gan_utils.pretrained import PretrainedError
+from gan_utils import checkpoints, data
+from gan_utils.__main__ import (
+    CHECKPOINT_NAME,
+    RUN_RECORD_NAME,
+    CommandLineError,
+    OneLineErrorParser,
+    check_digit_generator,
+    generator_from,
+    non_negative_int,
+    positive_int,
+    run_reporting_errors,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gan_utils.release", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="python -m gan_utils.release", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser(
         "export",
@@ -35,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
     export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
     export.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    export.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
     record = commands.add_parser(
         "record",
@@ -44,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument("name", help="e.g. dcgan-mnist")
     record.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    record.add_argument("--force", action="store_true", help="replace metrics recorded before")
 
     classifier = commands.add_parser(
         "train-classifier",
@@ -54,53 +67,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classifier.add_argument("--source", default="auto", choices=data.MNIST_SOURCES, help="MNIST source")
     classifier.add_argument("--epochs", type=positive_int, default=15)
-    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--seed", type=non_negative_int, default=0)
     classifier.add_argument("--name", default="mnist-classifier", help="name in the manifest")
     classifier.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    classifier.add_argument("--force", action="store_true", help="replace an existing model of that name")
     classifier.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
     return parser
 
 
 def export_command(args: argparse.Namespace) -> int:
+    """Ship RUN's generator as NAME; the name is checked (plain; new unless --force) before any reading."""
     from gan_utils import pretrained
 
-    checkpoint_path = args.run / CHECKPOINT_NAME
+    pretrained.check_new_name(args.name, args.weights_dir, overwrite=args.force)  # before reading the run
+    checkpoint_path, run_path = args.run / CHECKPOINT_NAME, args.run / RUN_RECORD_NAME
+    if not checkpoint_path.is_file() or not run_path.is_file():
+        raise CommandLineError(
+            f"--run {args.run} has no {CHECKPOINT_NAME} and {RUN_RECORD_NAME}; give a folder written by "
+            "'python -m gan_utils train'."
+        )
     config = checkpoints.load_checkpoint(checkpoint_path)["config"]
-    run_path = args.run / "run.json"
-    if not run_path.is_file():
-        raise CommandLineError(f"{run_path} is missing; export needs a folder written by 'gan_utils train'.")
-    run = json.loads(run_path.read_text())
-    G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
-    pretrained.generator_from_checkpoint(checkpoint_path, G)
-    record = {"preset": config["preset"], "overrides": config["overrides"], "seed": config["seed"],
-              "command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
-              "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
-    path = pretrained.export_generator(G, args.name, record, weights_dir=args.weights_dir)
+    try:
+        run = json.loads(run_path.read_text())
+        record = {"preset": config["preset"], "overrides": config["overrides"], "seed": config["seed"],
+                  "command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
+                  "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise CommandLineError(
+            f"{run_path} or the checkpoint's config is damaged or incomplete ({error.__class__.__name__}: "
+            f"{error}); export needs an intact folder written by 'python -m gan_utils train'."
+        ) from None
+    G = generator_from(str(args.run))
+    path = pretrained.export_generator(
+        G, args.name, record, weights_dir=args.weights_dir, overwrite=args.force
+    )
     manifest = args.weights_dir / pretrained.MANIFEST_NAME
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its entry in {manifest}")
     return 0
 
 
 def record_command(args: argparse.Namespace) -> int:
+    """Score a shipped digit generator and store the scores; metrics recorded before need --force."""
     from gan_utils import metrics, pretrained
 
     G = pretrained.load_pretrained(args.name, weights_dir=args.weights_dir)
-    if not hasattr(G, "latent_dim"):
-        raise CommandLineError(f"{args.name} is not a generator; record scores generators.")
+    check_digit_generator(G, args.name, "record")
+    if pretrained.read_manifest(args.weights_dir)[args.name].get("metrics") and not args.force:
+        raise CommandLineError(
+            f"{args.name} already has metrics in {args.weights_dir / pretrained.MANIFEST_NAME}; add --force "
+            "to replace them."
+        )
     real = data.load_mnist(source="bundled").images
     scores = metrics.evaluate_generator(G, real, n=metrics.IMAGE_EVAL_SAMPLES, seed=0)
     scores = {key: round(value, 4) for key, value in scores.items()}
     print(json.dumps(scores, indent=1))
     record = {**scores, "samples": metrics.IMAGE_EVAL_SAMPLES, "seed": 0,
               "against": "the 5,000 bundled MNIST digits, in mnist-classifier features"}  # fmt: skip
-    pretrained.record_metrics(args.name, record, weights_dir=args.weights_dir)
+    pretrained.record_metrics(args.name, record, weights_dir=args.weights_dir, overwrite=args.force)
     print(f"recorded in {args.weights_dir / pretrained.MANIFEST_NAME}")
     return 0
 
 
 def train_classifier_command(args: argparse.Namespace) -> int:
+    """Train and ship the metrics' classifier; the name is checked before the minutes of training."""
     from gan_utils import classifier, pretrained
 
+    pretrained.check_new_name(args.name, args.weights_dir, overwrite=args.force)  # before minutes of training
     start = time.perf_counter()
     mnist = data.load_mnist(source=args.source)
     if mnist.source == "torchvision":
@@ -123,12 +155,15 @@ def train_classifier_command(args: argparse.Namespace) -> int:
               f"training images)", "epochs": args.epochs, "wall_seconds": round(seconds, 1), "device": "cpu",
               "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out}}  # fmt: skip
     architecture = {"class": "MNISTClassifier", "kwargs": {}}
-    path = pretrained.export_generator(model, args.name, record, architecture, weights_dir=args.weights_dir)
+    path = pretrained.export_generator(
+        model, args.name, record, architecture, weights_dir=args.weights_dir, overwrite=args.force
+    )
     print(f"held-out accuracy {accuracy:.2%} on {held_out}; wrote {path} in {seconds:.0f} s")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, exiting: bool = False) -> int:
+    """Run the command line ``argv``; ``exiting`` (set when run as a program) ignores a late Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "gan_utils.release", *argv])
@@ -137,12 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         "record": record_command,
         "train-classifier": train_classifier_command,
     }
-    try:
-        return commands[args.command](args)
-    except (CommandLineError, checkpoints.CheckpointError, PretrainedError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(commands[args.command], args, exiting)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -7,6 +7,8 @@ only place in the book that reads the ``GAN_BOOK_QUICK`` environment variable.
 from __future__ import annotations
 
 import contextlib
+import math
+import operator
 import os
 import random
 from collections.abc import Iterator
@@ -19,13 +21,48 @@ _TRUE_VALUES = {"1", "true", "yes", "on"}
 _FALSE_VALUES = {"", "0", "false", "no", "off"}
 
 
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as a Python int if it is a whole number of at least ``minimum``; else a ValueError.
+
+    NumPy and 0-d torch integers count (``np.int64(5)`` is a size like 5), so sizes computed with
+    NumPy work. Booleans and floats are refused, even ``3.0``: ``steps=True`` or ``n=2.5`` is a
+    mistake, not a size. The message names ``name`` and the values it accepts.
+    """
+    kind = {0: "a non-negative integer (0, 1, 2, ...)", 1: "a positive integer (1, 2, 3, ...)"}.get(
+        minimum, f"an integer of at least {minimum}"
+    )
+    if isinstance(value, bool | float):
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    try:
+        number = operator.index(value)  # int, NumPy and torch integers; not floats or strings
+    except TypeError:
+        raise ValueError(f"{name} must be {kind}, got {value!r}.") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be {kind}, got {number}.")
+    return number
+
+
+def check_positive_number(value: object, name: str) -> float:
+    """``value`` as a float if it is a finite number above 0 (a learning rate, a penalty weight)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)  # NumPy and 0-d torch numbers
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    return float(value)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random number generators.
 
     Introduced in chapter 0. Importing `gan_utils` never seeds anything by itself.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"set_seed expects a non-negative integer, got {seed!r}.")
+    try:
+        seed = check_count(seed, "seed", minimum=0)
+    except ValueError:
+        raise ValueError(f"set_seed expects a non-negative integer, got {seed!r}.") from None
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -39,6 +76,31 @@ def default_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a `torch.device` that exists on this machine; ``"auto"`` means `default_device()`.
+
+    A name torch does not know, or a CUDA or MPS device this machine lacks, raises a ValueError
+    saying which devices to use, instead of failing later inside the first tensor operation.
+    """
+    if isinstance(device, str) and device == "auto":
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'mps'.") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{device!r} was asked for but no CUDA GPU is available; use 'cpu'.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                "use 'cuda' or 'cuda:0'."
+            )
+    if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"{device!r} was asked for but MPS is not available; use 'cpu'.")
+    return resolved
 
 
 def device_of(module: torch.nn.Module) -> torch.device:
@@ -69,6 +131,7 @@ def sample(G: torch.nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.
 
     ``z`` may live on any device; each batch moves to G's. G's training mode is restored afterwards.
     """
+    batch_size = check_count(batch_size, "batch_size")
     device = device_of(G)
     with evaluating(G), torch.no_grad():
         return torch.cat(
@@ -94,9 +157,7 @@ def budget(full: int, quick: int) -> int:
     >>> budget(full=3000, quick=60)  # doctest: +SKIP
     3000
     """
-    for name, value in (("full", full), ("quick", quick)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"budget({name}=...) must be a positive integer, got {value!r}.")
+    full, quick = check_count(full, "budget(full=...)"), check_count(quick, "budget(quick=...)")
     if quick > full:
         raise ValueError(f"budget: quick={quick} exceeds full={full}; quick mode must be smaller.")
     return quick if is_quick_mode() else full

@@ -14,9 +14,12 @@ Introduced in chapter 2 (toy dynamics); chapters 3 and 4 reuse it unchanged on i
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
+import re
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gan_utils import checkpoints, losses
-from gan_utils.data import BatchIterator
-from gan_utils.runtime import sample
+from gan_utils.data import BatchIterator, check_image_range
+from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 DiscriminatorLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real logits, fake logits)
 GeneratorLoss = Callable[[torch.Tensor], torch.Tensor]  # (logits of D on G's samples)
@@ -42,8 +45,27 @@ LOSSES: dict[str, tuple[DiscriminatorLoss, GeneratorLoss]] = {
 }
 
 
+# A loss beyond this size means training has diverged. Healthy GAN losses are O(1) to O(100) (the
+# log losses, hinge); a Wasserstein critic's can reach thousands, so the bound is generous. The ring
+# MLP at a learning rate of 10 or more passes it by its second step (its losses grow to 1e14 and beyond).
+DIVERGENCE_BOUND = 1e6
+
+
 class TrainingDivergedError(RuntimeError):
-    """A loss became NaN or infinite; training stopped at the step named in the message."""
+    """Training diverged and stopped at the step named in the message.
+
+    "Diverged" means that a metric became NaN or infinite, or that a loss (a metric whose name starts
+    with "loss", or "penalty") left [-DIVERGENCE_BOUND, DIVERGENCE_BOUND]. The message also says what
+    became of the models: a `Checkpointer`'s file keeps the state before the failing step; without
+    one, the models in memory hold the diverged weights (no copy is kept: copying both models and
+    optimisers at every logging interval would cost more than the training step on the CPU).
+    ``step`` is the step that diverged and ``problem`` what went wrong (e.g. "loss_D became nan"), so a
+    caller such as the command line can phrase its own advice.
+    """
+
+    def __init__(self, message: str, step: int | None = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.step, self.problem = step, problem
 
 
 def get_losses(
@@ -86,6 +108,11 @@ class R1Penalty:
 
 
 def _check_batch_fits(x_real: torch.Tensor, x_fake: torch.Tensor) -> None:
+    if not x_real.is_floating_point():  # a dtype check reads no values, so it costs no host sync
+        raise ValueError(
+            f"the real batch has dtype {x_real.dtype}, but the players compute in floats; convert the "
+            "data first (uint8 pixels to [-1, 1]: x.float() / 127.5 - 1)."
+        )
     if x_real.shape[1:] != x_fake.shape[1:]:
         raise ValueError(
             f"the real batch has samples of shape {tuple(x_real.shape[1:])} but G makes samples of shape "
@@ -121,8 +148,7 @@ def train_step(
     ``d_penalty`` is given.
     """
     loss_D_fn, loss_G_fn = get_losses(loss)
-    if not isinstance(d_steps, int) or d_steps < 1:
-        raise ValueError(f"d_steps must be a positive integer, got {d_steps!r}.")
+    d_steps = check_count(d_steps, "d_steps")
     if reuse_fakes and d_steps != 1:
         raise ValueError(
             "reuse_fakes=True needs d_steps=1: with several D updates, which fakes would G reuse?"
@@ -166,18 +192,40 @@ def train_step(
 StepFunction = Callable[..., dict[str, torch.Tensor]]  # (G, D, opt_G, opt_D, real_batches) -> metrics
 
 
-class _Recorder:
-    """Per-step metric tensors, turned into floats in one transfer when somebody needs them."""
+def _is_loss(name: str) -> bool:
+    return name.startswith("loss") or name == "penalty"
 
-    def __init__(self, history: dict[str, list[float]]) -> None:
+
+def _divergence(names: list[str], row: list[float]) -> str | None:
+    """What diverged in one step's metrics, or None: any non-finite metric, or a loss beyond the bound."""
+    for name, value in zip(names, row, strict=True):
+        if not math.isfinite(value):
+            return f"{name} became {value}"
+    for name, value in zip(names, row, strict=True):
+        if _is_loss(name) and abs(value) > DIVERGENCE_BOUND:
+            return f"{name} reached {value:.3g}, beyond the bound of {DIVERGENCE_BOUND:g} on any loss"
+    return None
+
+
+class _Recorder:
+    """Per-step metric tensors, turned into floats in one transfer when somebody needs them.
+
+    ``describe_state`` says, when training diverges, what became of the models (see `train`).
+    """
+
+    def __init__(self, history: dict[str, list[float]], describe_state: Callable[[], str] = str) -> None:
         self.history = history
+        self.describe_state = describe_state
         self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []
 
     def add(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
         self.pending.append((step, metrics))
 
-    def flush(self, checkpoint_note: str = "") -> None:
-        """Move pending steps into the history; a NaN or inf value stops training, naming its step."""
+    def flush(self) -> None:
+        """Move pending steps into the history; a diverged value (`_divergence`) stops training at its step.
+
+        Both checks read the floats this flush transfers anyway, so they cost no extra host sync.
+        """
         if not self.pending:
             return
         names = list(self.pending[0][1])
@@ -185,12 +233,14 @@ class _Recorder:
         rows = values.cpu().tolist()  # the one host sync per flush
         pending, self.pending = self.pending, []
         for (step, _), row in zip(pending, rows, strict=True):
-            bad = [name for name, value in zip(names, row, strict=True) if not math.isfinite(value)]
-            if bad:
+            problem = _divergence(names, row)
+            if problem is not None:
                 raise TrainingDivergedError(
-                    f"{', '.join(bad)} became {row[names.index(bad[0])]} at step {step}. Training stopped"
-                    f"{checkpoint_note}. Try a smaller learning rate, check the data for NaN or inf "
-                    "values, or add a penalty on D such as R1Penalty(gamma=1.0)."
+                    f"{problem} at step {step}: training diverged and stopped. {self.describe_state()} "
+                    "Try a lower learning rate (10 times lower is a good first try), check the data for "
+                    "NaN or inf values, or add a penalty on D such as R1Penalty(gamma=1.0).",
+                    step,
+                    problem,
                 )
             self.history["step"].append(step)
             for name, value in zip(names, row, strict=True):
@@ -210,12 +260,11 @@ class TrainState:
     data_position: int  # real batches drawn so far, over all epochs
     data_seed: int
     recorder: _Recorder = field(repr=False)
-    checkpoint_note: str = ""
 
     @property
     def history(self) -> dict[str, list[float]]:
         """Every finished step's metrics as floats: one list per name, plus "step"."""
-        self.recorder.flush(self.checkpoint_note)
+        self.recorder.flush()
         return self.recorder.history
 
     @property
@@ -233,7 +282,7 @@ class SampleSnapshots:
 
     def __init__(self, fixed_z: torch.Tensor, every: int) -> None:
         self.fixed_z = fixed_z
-        self.every = every
+        self.every = check_count(every, "every")
         self.steps: list[int] = []
         self.samples: list[torch.Tensor] = []
 
@@ -251,9 +300,7 @@ class LinearLearningRateDecay:
     """
 
     def __init__(self, optimizers: Iterable[torch.optim.Optimizer], total_steps: int) -> None:
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be positive, got {total_steps}.")
-        self.total_steps = total_steps
+        self.total_steps = check_count(total_steps, "total_steps")
         self.optimizers = list(optimizers)
         self.initial = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
 
@@ -294,13 +341,18 @@ class Checkpointer:
 
     It saves every ``every`` steps (0: never in between), and always when training ends or is
     interrupted. ``config`` is anything JSON-like describing the run; it is stored alongside.
+    A save whose models hold NaN or inf weights is refused (`TrainingDivergedError`), so the file
+    always keeps the last finite state.
     """
 
     def __init__(self, path: str | os.PathLike, every: int = 0, config: dict | None = None) -> None:
-        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
-            raise ValueError(f"every must be a non-negative integer (0: only at the end), got {every!r}.")
+        try:
+            self.every = check_count(every, "every", minimum=0)
+        except ValueError:
+            raise ValueError(
+                f"every must be a non-negative integer (0: only at the end), got {every!r}."
+            ) from None
         self.path = Path(path)
-        self.every = every
         self.config = config or {}
 
     def __call__(self, state: TrainState) -> None:
@@ -311,13 +363,30 @@ class Checkpointer:
         self.save(state)
 
     def save(self, state: TrainState) -> Path:
-        """Write the checkpoint of ``state`` now."""
+        """Write the checkpoint of ``state`` now, unless a model holds NaN or inf weights."""
+        history = state.history  # flushes first: a diverged loss stops here, before anything is written
+        broken = [name for name, model in (("G", state.G), ("D", state.D)) if not _all_finite(model)]
+        if broken:
+            problem = f"{' and '.join(broken)} got NaN or inf weights"
+            raise TrainingDivergedError(
+                f"{problem} at step {state.step}: training diverged and stopped. {self.path} was not "
+                "overwritten and keeps the last finite state. Try a lower learning rate (10 times lower is a "
+                "good first try).",
+                state.step,
+                problem,
+            )
         return checkpoints.save_checkpoint(self.path, {
             "step": state.step, "G": state.G.state_dict(), "D": state.D.state_dict(),
             "opt_G": state.opt_G.state_dict(), "opt_D": state.opt_D.state_dict(),
-            "history": state.history, "data_position": state.data_position, "data_seed": state.data_seed,
+            "history": history, "data_position": state.data_position, "data_seed": state.data_seed,
             "config": self.config,
         })  # fmt: skip
+
+
+def _all_finite(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of ``model`` is finite (one host sync)."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 @dataclass
@@ -349,12 +418,30 @@ def resume(
     )
 
 
+def _check_first_batch(batch: torch.Tensor) -> None:
+    """Refuse training data that would train silently on the wrong scale; run once, on the first batch.
+
+    Image batches (4-D) must be floats in [-1, 1] (`check_image_range`), the range of the generators'
+    tanh: pixels in [0, 255] or images in [0, 1] are refused with the fix. Other data (the 2-D toys,
+    which span [-4.2, 4.2]) only has to be floating point. One host sync, once per `train` call.
+    """
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"the data yields {type(batch).__name__}, not tensors; build it from torch tensors.")
+    if batch.ndim == 4:
+        check_image_range(batch, "the first batch of training images")
+    elif not batch.is_floating_point():
+        raise ValueError(
+            f"the training data has dtype {batch.dtype}; convert it to floats first (x.float())."
+        )
+
+
 class _CountingStream:
     """Real batches with a count of how many were taken, so a checkpoint can record the position."""
 
     def __init__(self, batches: Iterator, position: int) -> None:
         self.batches = batches
         self.position = position
+        self.checked = False
 
     def __iter__(self):
         return self
@@ -362,32 +449,104 @@ class _CountingStream:
     def __next__(self) -> torch.Tensor:
         batch = next(self.batches)
         self.position += 1
-        return batch[0] if isinstance(batch, tuple | list) else batch
+        batch = batch[0] if isinstance(batch, tuple | list) else batch
+        if not self.checked:
+            _check_first_batch(batch)
+            self.checked = True
+        return batch
+
+
+def _say_at_once(text: str, queue: list[str]) -> None:
+    """Print ``text`` to stderr from a signal handler, or queue it for the loop to print.
+
+    A handler may run while the loop is in the middle of writing to stderr (the progress bar does
+    that constantly), and a buffered stream refuses a re-entrant write. Writing to the file
+    descriptor directly is safe; where stderr is not the real one (Jupyter, pytest), the message
+    waits for the end of the step, which in a notebook is a fraction of a second.
+    """
+    if sys.stderr is not None and sys.stderr is sys.__stderr__:
+        try:
+            os.write(sys.stderr.fileno(), ("\n" + text + "\n").encode())
+            return
+        except (OSError, ValueError, AttributeError):
+            pass
+    queue.append(text)
+
+
+def _print_queued(interrupt: dict) -> None:
+    while interrupt["queue"]:
+        print(interrupt["queue"].pop(0), file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
-def _stop_at_step_boundary():
-    """Turn the first Ctrl-C (or a Jupyter kernel interrupt) into a flag checked between steps.
+def _stop_at_step_boundary(announcement: str):
+    """Turn Ctrl-C (or a Jupyter kernel interrupt) into a flag checked between steps.
 
-    Stopping between steps means a checkpoint never holds a half-updated pair of players. A second
-    Ctrl-C interrupts at once. Outside the main thread signals cannot be caught; then a Ctrl-C
-    interrupts immediately, as usual.
+    The first Ctrl-C prints ``announcement`` at once (e.g. "stopping after this step, saving ...")
+    and training stops after the current step, so a checkpoint never holds a half-updated pair of
+    players. Every later Ctrl-C, until the block ends, is deferred with a message: the block
+    includes the final save, and abandoning it would lose every step since the last checkpoint (an
+    impatient second press used to do exactly that). Outside the main thread signals cannot be
+    caught; then a Ctrl-C interrupts immediately, as usual.
     """
-    flag = {"stop": False}
+    interrupt: dict = {"stop": False, "queue": []}
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield interrupt
         return
 
     def handler(signum, frame):
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
+        if interrupt["stop"]:
+            _say_at_once(
+                "Ctrl-C again: still finishing the step and saving; please wait (ending the process now "
+                "would lose every step since the last checkpoint).",
+                interrupt["queue"],
+            )
+        else:
+            interrupt["stop"] = True
+            _say_at_once(announcement, interrupt["queue"])
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield flag
+        yield interrupt
     finally:
         signal.signal(signal.SIGINT, previous)
+        _print_queued(interrupt)
+
+
+def _explain_step_failure(error: RuntimeError, G: nn.Module) -> Exception | None:
+    """A clearer error when a step fails on a shape because G cannot take z of its own ``latent_dim``.
+
+    Runs only after a failure: G gets a batch of two zero codes in eval mode without gradients, so
+    neither BatchNorm statistics nor any random generator change. None when G is not the culprit.
+    """
+    if not re.search(r"shape|size|channels", str(error)) or not hasattr(G, "latent_dim"):
+        return None
+    try:
+        latent_dim = check_count(G.latent_dim, "G.latent_dim")
+    except ValueError as bad_latent_dim:
+        return bad_latent_dim
+    try:
+        with evaluating(G), torch.no_grad():
+            G(torch.zeros(2, latent_dim, device=device_of(G)))
+    except (RuntimeError, ValueError) as probe_error:
+        reason = str(probe_error).splitlines()[0] if str(probe_error) else type(probe_error).__name__
+        return ValueError(
+            f"G cannot take z of shape [n, G.latent_dim] = [n, {latent_dim}] ({reason}); make G.latent_dim "
+            "equal the input size of G's first layer."
+        )
+    return None
+
+
+def _state_after_divergence(checkpointers: list[Checkpointer]) -> str:
+    """What a diverged run leaves: the checkpoint before the failing step, or nothing good in memory."""
+    if not checkpointers:
+        return ("The models in memory now hold the diverged weights (possibly NaN) and are lost; to keep a "
+                "good state, train with callbacks=[training.Checkpointer(path, every=N)].")  # fmt: skip
+    path = checkpointers[0].path
+    if path.exists():
+        return f"{path} keeps the last checkpoint written before this step; the models in memory are lost."
+    return (f"No checkpoint was written to {path} before this step (save more often with every=N); the "
+            "models in memory hold the diverged weights.")  # fmt: skip
 
 
 def train(
@@ -420,52 +579,64 @@ def train(
             `gan_utils.set_seed` fixes it too.
         start: from `resume`, to continue a checkpointed run up to ``steps``.
 
-    A NaN or infinite metric raises `TrainingDivergedError` naming the step. Ctrl-C stops after the
-    current step, lets every callback close (a `Checkpointer` saves), and returns the history so far.
+    Checks: the first real batch, once (`_check_first_batch`: image batches must be floats in [-1, 1]).
+    A NaN or infinite metric, or a loss beyond `DIVERGENCE_BOUND`, raises `TrainingDivergedError`
+    naming the step (`_Recorder.flush`). A step that fails because G cannot take z of its own
+    ``latent_dim`` says so. ``steps`` below the step ``start`` reached is refused.
+
+    Ctrl-C prints at once that training stops after the current step, lets every callback close (a
+    `Checkpointer` saves) while further Ctrl-Cs wait, and returns the history so far.
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
-        raise ValueError(f"log_every must be a positive integer, got {log_every!r}.")
+    steps, log_every = check_count(steps, "steps"), check_count(log_every, "log_every")
     if not isinstance(data, BatchIterator):
         raise TypeError(
             f"data must be a gan_utils.data.BatchIterator (its stream is seeded and resumable), got "
             f"{type(data).__name__}; wrap tensors as BatchIterator(images, batch_size=...)."
         )
+    if start is not None and start.step > steps:
+        raise ValueError(
+            f"the resumed run already finished step {start.step}, beyond steps={steps}; pass steps larger "
+            f"than {start.step} to train on."
+        )
     callbacks = [*callbacks, *([ProgressBar()] if progress else [])]
-    checkpoint_paths = [c.path for c in callbacks if isinstance(c, Checkpointer)]
-    note = f"; the last good checkpoint in {checkpoint_paths[0]} is kept" if checkpoint_paths else ""
+    checkpointers = [c for c in callbacks if isinstance(c, Checkpointer)]
     if start is None:
         done, history, position = 0, {"step": []}, 0
         data_seed = torch.initial_seed() % 2**63 if data_seed is None else data_seed
     else:
         done, history, position, data_seed = start.step, start.history, start.data_position, start.data_seed
     real_batches = _CountingStream(data.resumable(data_seed, position), position)
-    recorder = _Recorder(history)
+    recorder = _Recorder(history, functools.partial(_state_after_divergence, checkpointers))
 
     def state_at(step_number: int) -> TrainState:
-        return TrainState(
-            step_number, steps, G, D, opt_G, opt_D, real_batches.position, data_seed, recorder, note
-        )
+        return TrainState(step_number, steps, G, D, opt_G, opt_D, real_batches.position, data_seed, recorder)
 
     G.train()
     D.train()
     state = state_at(done)
-    with _stop_at_step_boundary() as interrupt:
+    saving = f"saving {checkpointers[0].path}" if checkpointers else "no Checkpointer, so nothing to save"
+    with _stop_at_step_boundary(f"Ctrl-C: stopping after this step, {saving}...") as interrupt:
         for step_number in range(done + 1, steps + 1):
-            recorder.add(step_number, step(G, D, opt_G, opt_D, real_batches))
+            try:
+                recorder.add(step_number, step(G, D, opt_G, opt_D, real_batches))
+            except RuntimeError as error:
+                explained = _explain_step_failure(error, G)
+                if explained is None:
+                    raise
+                raise explained from error
             state = state_at(step_number)
             if step_number % log_every == 0:
-                recorder.flush(note)
+                recorder.flush()
             for callback in callbacks:
                 callback(state)
+            _print_queued(interrupt)
             if interrupt["stop"]:
                 break
-        recorder.flush(note)
+        recorder.flush()
         for callback in callbacks:
             if hasattr(callback, "close"):
                 callback.close(state)
     if interrupt["stop"]:
-        saved = f"; checkpoint saved to {checkpoint_paths[0]}" if checkpoint_paths else ""
+        saved = f"; checkpoint saved to {checkpointers[0].path}" if checkpointers else ""
         print(f"Interrupted after step {state.step}{saved}. The history so far is returned.")
     return history

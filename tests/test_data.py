@@ -77,7 +77,7 @@ def test_sample_is_reproducible_with_a_generator():
 
 @pytest.mark.parametrize("bad_n", [0, -3, 2.5, "10"])
 def test_sample_rejects_non_positive_counts(bad_n):
-    with pytest.raises(ValueError, match=r"positive integer n \(1, 2, 3, \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"sample\(n\) must be a positive integer \(1, 2, 3, \.\.\.\)"):
         data.ring().sample(bad_n)
 
 
