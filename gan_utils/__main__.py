@@ -43,8 +43,9 @@ MAX_GRID_SAMPLES = 1024  # 128 rows of 8 digits; more makes an unreadable pictur
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 + SIGINT)
 # recipe settings a reader may override on the command line: option -> Recipe field
-OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "loss": "loss", "data": "data",
-             "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay"}  # fmt: skip
+OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_D", "loss": "loss",
+             "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
+             "augment": "augment"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -91,6 +92,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def augment_policy(text: str) -> tuple[str, ...]:
+    """``--augment``: a comma-separated DiffAugment policy, or none."""
+    from gan_utils.stabilisers import AUGMENTATIONS
+
+    policy = () if text == "none" else tuple(part.strip() for part in text.split(","))
+    if any(part not in AUGMENTATIONS for part in policy):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name some of {', '.join(AUGMENTATIONS)} (comma-separated), or none"
+        )
+    return policy
+
+
 def grid_size(text: str) -> int:
     """argparse type: a number of samples for one grid, 1 to MAX_GRID_SAMPLES."""
     value = positive_int(text)
@@ -121,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--steps", type=positive_int, help="total generator steps (default: the preset's)")
     train.add_argument("--batch-size", type=positive_int)
-    train.add_argument("--lr", type=positive_float, help="Adam learning rate for both players")
+    train.add_argument(
+        "--lr", type=positive_float, help="learning rate of G, and of D unless --lr-d is given"
+    )
+    train.add_argument("--lr-d", type=positive_float, help="D's own learning rate (TTUR)")
+    train.add_argument("--ema-decay", type=positive_float, help="keep and ship an EMA of G, e.g. 0.999")
+    train.add_argument(
+        "--augment",
+        type=augment_policy,
+        help="DiffAugment in front of D: translation, cutout, translation,cutout or none",
+    )
     train.add_argument("--loss", choices=list(training.LOSSES))
     train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
     train.add_argument("--reuse-fakes", action=argparse.BooleanOptionalAction, help="G scores D's fakes")
@@ -209,14 +231,16 @@ def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
         raise CommandLineError(str(error).replace("data='mnist'", "--data mnist")) from None
 
 
-def load_data(dataset: str) -> tuple[torch.Tensor, str]:
-    """The training samples and a description of where they came from."""
-    if dataset == "mnist":
+def load_data(recipe: recipes.Recipe) -> tuple[torch.Tensor, str]:
+    """The recipe's training samples and a description of where they came from."""
+    if recipe.data == "mnist":
         mnist = data.load_mnist()
-        return mnist.images, f"MNIST ({mnist.source}, {len(mnist.images)} images)"
-    mixture = data.ring() if dataset == "ring" else data.grid()
+        images = recipe.training_set(mnist.images, mnist.labels)
+        held_out = f", {len(mnist.images) - len(images)} held out" if len(images) < len(mnist.images) else ""
+        return images, f"MNIST ({mnist.source}, {len(images)} images{held_out})"
+    mixture = data.ring() if recipe.data == "ring" else data.grid()
     samples = mixture.sample(50_000, generator=torch.Generator().manual_seed(0))
-    return samples, f"{dataset} mixture, 50,000 samples"
+    return samples, f"{recipe.data} mixture, 50,000 samples"
 
 
 class RunRecord:
@@ -280,17 +304,20 @@ class SampleGrids:
     """Callback: write samples from a fixed z to OUT/samples_stepNNNNNN.png every ``every`` steps and at the
     end (in close, so the last grid is written even after Ctrl-C)."""
 
-    def __init__(self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int) -> None:
+    def __init__(
+        self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int, G: torch.nn.Module | None = None
+    ) -> None:
         self.out, self.dataset, self.fixed_z, self.every = out, dataset, fixed_z, every
+        self.G = G  # the generator to draw (an EMA of the trained one); None: the trained one
         self.last: tuple[int, Path] | None = None
 
     def __call__(self, state: training.TrainState) -> None:
         if state.step % self.every == 0:
-            self.write(state.G, state.step)
+            self.write(self.G or state.G, state.step)
 
     def close(self, state: training.TrainState) -> None:
         if self.last is None or self.last[0] != state.step:
-            self.write(state.G, state.step)
+            self.write(self.G or state.G, state.step)
 
     def write(self, G: torch.nn.Module, step: int) -> Path:
         from gan_utils import viz  # matplotlib only when a picture is due
@@ -356,7 +383,7 @@ def train_command(args: argparse.Namespace) -> int:
             )
     else:
         check_new_run_folder(args.out)
-    real, source = load_data(recipe.data)
+    real, source = load_data(recipe)
     if recipe.batch_size > len(real):
         raise CommandLineError(
             f"--batch-size {recipe.batch_size} is larger than the {len(real):,} training samples ({source}); "
@@ -375,12 +402,14 @@ def train_command(args: argparse.Namespace) -> int:
         raise CommandLineError(f"cannot create --out {args.out} ({error.strerror}).") from None
     recipe_json = {**dataclasses.asdict(recipe), **config}
     write_text_atomically(args.out / CONFIG_NAME, json.dumps(recipe_json, indent=1) + "\n")
-    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every)
-    checkpointer = training.Checkpointer(checkpoint_path, every=args.checkpoint_every, config=config)
+    ema = recipe.ema(G)  # with an EMA, the grids and the shipped weights show the averaged G
+    extra = {"G_ema": ema.averaged} if ema else {}
+    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every, ema.generator if ema else None)
+    checkpointer = training.Checkpointer(checkpoint_path, args.checkpoint_every, config, extra)
     # The final grid, checkpoint and record are written in close(), where a second Ctrl-C waits for them.
-    # The schedule is built before resume (see Recipe.schedule).
-    callbacks = [grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
-    resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D) if args.resume else None
+    # The schedule is built before resume (see Recipe.schedule); the EMA updates before the grids read it.
+    callbacks = [*([ema] if ema else []), grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
+    resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D, extra) if args.resume else None
     record.start(resumed.step if resumed else 0)
     try:
         history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(),

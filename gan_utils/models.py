@@ -204,18 +204,30 @@ class DCGANGenerator(nn.Module):
         return self.net(z[:, :, None, None])
 
 
-class DCGANDiscriminator(nn.Module):
-    """images [n, channels, S, S] -> logits [n], S = 28 or 64. No sigmoid."""
+DISCRIMINATOR_NORMS = ("batch", "none", "spectral")
 
-    def __init__(self, channels: int = 1, width: int = 64, image_size: int = 28) -> None:
+
+class DCGANDiscriminator(nn.Module):
+    """images [n, channels, S, S] -> logits [n], S = 28 or 64. No sigmoid.
+
+    ``norm`` picks how the hidden layers are normalised:
+        "batch": BatchNorm, as in Radford et al. (2016);
+        "none": nothing, as a WGAN-GP critic needs: the gradient penalty is per sample, and BatchNorm
+            makes each sample's score depend on the rest of the batch (Gulrajani et al., 2017, sec. 4);
+        "spectral": spectral normalisation of every convolution (Miyato et al., 2018), no BatchNorm.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 64, image_size: int = 28, norm: str = "batch") -> None:
         super().__init__()
         _check_image_size(image_size)
+        if norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"norm must be one of {DISCRIMINATOR_NORMS}, got {norm!r}.")
         self.sample_shape = (channels, image_size, image_size)
 
         def down(c_in, c_out):  # halves height and width
             return [
-                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=norm != "batch"),
+                nn.BatchNorm2d(c_out) if norm == "batch" else nn.Identity(),
                 nn.LeakyReLU(0.2, True),
             ]
 
@@ -231,10 +243,27 @@ class DCGANDiscriminator(nn.Module):
                 nn.Conv2d(8 * width, 1, 4, 1, 0),  # (n, 1, 1, 1)
             ]
         self.net = nn.Sequential(*layers)
+        if norm == "spectral":
+            spectral_normalise(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_samples(x, self.sample_shape)
         return self.net(x).view(-1)
+
+
+def spectral_normalise(module: nn.Module) -> nn.Module:
+    """Spectrally normalise every convolution and linear layer inside ``module``, in place.
+
+    Each weight W is used as W / sigma(W), with sigma(W) its largest singular value estimated by one
+    step of power iteration per training forward pass (Miyato et al., 2018), through PyTorch's own
+    `torch.nn.utils.parametrizations.spectral_norm`. A convolution's kernel is flattened to a matrix
+    [out_channels, in_channels * k * k] first, as in the paper; chapter 6 checks sigma against
+    `torch.linalg.matrix_norm(W, ord=2)`.
+    """
+    for layer in list(module.modules()):
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module
 
 
 def init_weights(module: nn.Module) -> nn.Module:
@@ -244,6 +273,8 @@ def init_weights(module: nn.Module) -> nn.Module:
     Apply with ``model.apply(init_weights)``.
     """
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        if nn.utils.parametrize.is_parametrized(module, "weight"):
+            return module  # spectral norm divides by sigma(W): the scale of the initialisation cancels
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -253,19 +284,19 @@ def init_weights(module: nn.Module) -> nn.Module:
     return module
 
 
-def dcgan_mnist_generator() -> DCGANGenerator:
-    """Chapter 4's 28x28 DCGAN generator: z (64) -> 64 x 7 x 7 -> 32 x 14 x 14 -> 1 x 28 x 28.
+def dcgan_mnist_generator(width: int = 32) -> DCGANGenerator:
+    """Chapter 4's 28x28 DCGAN generator: z (64) -> 2w x 7 x 7 -> w x 14 x 14 -> 1 x 28 x 28, w = 32.
 
     Width 32 is as wide as a 2-core CPU trains at well over 1,500 images per second; the
-    performance appendix gives the measurements behind this choice.
+    performance appendix gives the measurements behind this choice. Chapter 6 tries wider ones.
     """
-    return DCGANGenerator(latent_dim=64, width=32, image_size=28).apply(init_weights)
+    return DCGANGenerator(latent_dim=64, width=width, image_size=28).apply(init_weights)
 
 
-def dcgan_mnist_discriminator() -> DCGANDiscriminator:
-    """Chapter 4's 28x28 DCGAN discriminator: 1 x 28 x 28 -> 16 x 14 x 14 -> 32 x 7 x 7 -> logit.
+def dcgan_mnist_discriminator(width: int = 16, norm: str = "batch") -> DCGANDiscriminator:
+    """Chapter 4's 28x28 DCGAN discriminator: 1 x 28 x 28 -> w x 14 x 14 -> 2w x 7 x 7 -> logit, w = 16.
 
     Half the generator's width, for speed on a CPU; chapter 4 times both set-ups and shows D's
-    D(x) and D(G(z)) curves for this one.
+    D(x) and D(G(z)) curves for this one. ``norm``: see `DCGANDiscriminator`.
     """
-    return DCGANDiscriminator(width=16, image_size=28).apply(init_weights)
+    return DCGANDiscriminator(width=width, image_size=28, norm=norm).apply(init_weights)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_utils import checkpoints, classifier, models
+from gan_utils import checkpoints, classifier, models, stabilisers
 from gan_utils.runtime import resolve_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -226,12 +226,18 @@ def record_metrics(
 
 
 def generator_from_checkpoint(checkpoint_path: Path, G: nn.Module) -> nn.Module:
-    """Load the generator weights of a training checkpoint into ``G`` (same architecture)."""
+    """Load the generator weights of a training checkpoint into ``G`` (same architecture): the EMA of
+    G's weights when the run kept one (chapter 6), with its BatchNorm statistics recomputed as
+    `stabilisers.GeneratorEMA.generator` does, else the trained G."""
+    state = checkpoints.load_checkpoint(checkpoint_path)
+    averaged = state.get("extra", {}).get("G_ema")
     try:
-        G.load_state_dict(checkpoints.load_checkpoint(checkpoint_path)["G"])
+        G.load_state_dict(stabilisers.generator_state(averaged) if averaged is not None else state["G"])
     except RuntimeError as error:  # torch lists every mismatched tensor; the first line says enough
         raise PretrainedError(
             f"the generator in {checkpoint_path} does not fit {type(G).__name__} "
             f"({str(error).splitlines()[0]}); rebuild G with the run's recipe."
         ) from None
+    if averaged is not None:
+        stabilisers.recompute_batchnorm(G)
     return G.eval()

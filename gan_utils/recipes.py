@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from gan_utils import models, training
-from gan_utils.runtime import check_count, check_positive_number
+from gan_utils import classifier, models, stabilisers, training
+from gan_utils.data import BatchIterator
+from gan_utils.runtime import check_count, check_positive_number, set_seed
 
 MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
+OPTIMISERS = ("adam", "rmsprop", "sgd")
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,8 @@ class Recipe:
     data: str  # "mnist", "ring" or "grid"
     steps: int  # generator updates of a full run
     batch_size: int = 64
-    lr: float = 2e-4  # Adam, both players
-    betas: tuple[float, float] = (0.5, 0.999)
+    lr: float = 2e-4  # G's learning rate, and D's unless lr_D is set
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's (ignored by the other optimisers)
     loss: str = "non-saturating"  # a name in training.LOSSES
     reuse_fakes: bool = False  # G's update scores D's fakes (one G pass less, biased; see train_step)
     lr_decay: bool = False  # both learning rates fall linearly to 0 over `steps`
@@ -43,15 +47,51 @@ class Recipe:
     generator_hidden: tuple[int, ...] = (128, 128, 128)  # toy MLPs only
     discriminator_hidden: tuple[int, ...] = (128, 128)  # toy MLPs only
     latent_dim: int = 2  # toy MLPs only; the MNIST models fix their own
+    # chapter 6's stabilisers and the article's suggestions (stabilisers.py says where each plugs in)
+    lr_D: float | None = None  # TTUR (Heusel et al., 2017): D's own learning rate
+    optimiser: str = "adam"  # "adam", "rmsprop" or "sgd" (momentum 0.9), both players
+    d_steps: int = 1  # D updates per G update (5 in WGAN-GP's paper)
+    gp_weight: float | None = None  # WGAN-GP's gradient penalty on D when set (10 in the paper)
+    d_norm: str = "batch"  # DCGAN D's normalisation: "batch", "none" (WGAN-GP) or "spectral"
+    generator_width: int = 32  # DCGAN only: channels of G's last hidden layer
+    discriminator_width: int = 16  # DCGAN only: channels of D's first layer
+    ema_decay: float | None = None  # sample and ship an EMA of G's weights (stabilisers.GeneratorEMA)
+    augment: tuple[str, ...] = ()  # DiffAugment policy in front of D, e.g. ("translation", "cutout")
+    held_out_per_class: int = 0  # MNIST: digits of each class kept out of training (see training_set)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with one line each, so neither a reader's override from the
         command line nor a typo in Python trains on silently (or fails deep inside torch)."""
-        for name in ("steps", "batch_size", "latent_dim"):  # NumPy integers become ints (JSON needs them)
+        counts = ("steps", "batch_size", "latent_dim", "d_steps", "generator_width", "discriminator_width")
+        for name in counts:  # NumPy integers become ints (JSON needs them)
             object.__setattr__(self, name, check_count(getattr(self, name), name))
+        held_out = check_count(self.held_out_per_class, "held_out_per_class", minimum=0)
+        object.__setattr__(self, "held_out_per_class", held_out)
+        if held_out and self.data != "mnist":
+            raise ValueError("held_out_per_class holds out digits: use it with data='mnist'.")
         object.__setattr__(self, "lr", check_positive_number(self.lr, "lr"))
-        if self.r1_gamma is not None:
-            object.__setattr__(self, "r1_gamma", check_positive_number(self.r1_gamma, "r1_gamma"))
+        for name in ("r1_gamma", "lr_D", "gp_weight"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_positive_number(getattr(self, name), name))
+        if self.ema_decay is not None:
+            decay = check_positive_number(self.ema_decay, "ema_decay")
+            if decay >= 1:
+                raise ValueError(f"ema_decay must be in (0, 1), like 0.999, got {decay}.")
+            object.__setattr__(self, "ema_decay", decay)
+        augment = (self.augment,) if isinstance(self.augment, str) else self.augment
+        if not isinstance(augment, tuple | list) or any(a not in stabilisers.AUGMENTATIONS for a in augment):
+            raise ValueError(f"augment must name some of {stabilisers.AUGMENTATIONS}, got {self.augment!r}.")
+        object.__setattr__(self, "augment", tuple(augment))
+        if self.optimiser not in OPTIMISERS:
+            raise ValueError(f"unknown optimiser {self.optimiser!r}; choose one of {', '.join(OPTIMISERS)}.")
+        if self.d_norm not in models.DISCRIMINATOR_NORMS:
+            raise ValueError(
+                f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(models.DISCRIMINATOR_NORMS)}."
+            )
+        if self.reuse_fakes and self.d_steps != 1:
+            raise ValueError(
+                "reuse_fakes needs d_steps=1: with several D updates, which fakes would G reuse?"
+            )
         betas = tuple(self.betas) if isinstance(self.betas, tuple | list) else ()
         if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), like (0.5, 0.999), got {self.betas!r}.")
@@ -69,6 +109,17 @@ class Recipe:
             raise ValueError("the DCGAN draws images: use it with data='mnist'.")
         training.get_losses(self.loss)
 
+    def training_set(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The samples this recipe trains on: all of them, or, with ``held_out_per_class`` = k, all but k
+        digits of each class. The held-out digits are `classifier.stratified_split(labels, k, seed=0)`'s,
+        the same split chapter 5 uses, so a memorisation check can compare the generator's samples with
+        real digits it never saw."""
+        if not self.held_out_per_class:
+            return samples
+        if labels is None:
+            raise ValueError(f"recipe {self.name!r} holds out digits per class: pass the labels too.")
+        return samples[classifier.stratified_split(labels, self.held_out_per_class, seed=0)[0]]
+
     def with_overrides(self, **overrides) -> Recipe:
         """A copy with some settings changed; unknown names are refused with the list of known ones."""
         known = {f.name for f in dataclasses.fields(self)}
@@ -85,31 +136,48 @@ class Recipe:
     def build_models(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
         """Freshly initialised G and D on ``device``, in the recipe's memory format."""
         if self.model == "dcgan":
-            G, D = models.dcgan_mnist_generator(), models.dcgan_mnist_discriminator()
+            G = models.dcgan_mnist_generator(self.generator_width)
+            D = models.dcgan_mnist_discriminator(self.discriminator_width, self.d_norm)
         elif self.data == "mnist":
             G, D = models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
         else:
             G = models.MLPGenerator(self.latent_dim, (2,), hidden=self.generator_hidden)
             D = models.MLPDiscriminator((2,), hidden=self.discriminator_hidden)
+        if self.augment:
+            D = stabilisers.DiffAugment(D, self.augment)
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         return G.to(device, memory_format=layout), D.to(device, memory_format=layout)
 
     def optimisers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        """Adam for each player with the recipe's learning rate and betas."""
-        return (torch.optim.Adam(G.parameters(), lr=self.lr, betas=self.betas),
-                torch.optim.Adam(D.parameters(), lr=self.lr, betas=self.betas))  # fmt: skip
+        """The recipe's optimiser for each player: G at ``lr``, D at ``lr_D`` (``lr`` when unset)."""
+
+        def make(params, lr: float) -> torch.optim.Optimizer:
+            if self.optimiser == "rmsprop":
+                return torch.optim.RMSprop(params, lr=lr)
+            if self.optimiser == "sgd":
+                return torch.optim.SGD(params, lr=lr, momentum=0.9)
+            return torch.optim.Adam(params, lr=lr, betas=self.betas)
+
+        return make(G.parameters(), self.lr), make(D.parameters(), self.lr_D or self.lr)
 
     def step(self) -> training.StepFunction:
-        """`training.train_step` with the recipe's loss and tricks."""
-        penalty = training.R1Penalty(self.r1_gamma) if self.r1_gamma else None
-        return functools.partial(
-            training.train_step, loss=self.loss, d_penalty=penalty, reuse_fakes=self.reuse_fakes
-        )
+        """`training.train_step` with the recipe's loss and its penalty on D (R1 or the gradient penalty)."""
+        if self.r1_gamma and self.gp_weight:
+            raise ValueError("choose one penalty on D: r1_gamma or gp_weight, not both.")
+        penalty = (training.R1Penalty(self.r1_gamma) if self.r1_gamma
+                   else stabilisers.GradientPenalty(self.gp_weight) if self.gp_weight else None)  # fmt: skip
+        return functools.partial(training.train_step, loss=self.loss, d_steps=self.d_steps,
+                                 d_penalty=penalty, reuse_fakes=self.reuse_fakes)  # fmt: skip
 
     def schedule(self, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> list[training.Callback]:
         """The recipe's learning-rate callbacks. Build them before `training.resume`, so they keep the
         initial rates rather than the ones a checkpoint restores."""
         return [training.LinearLearningRateDecay([opt_G, opt_D], self.steps)] if self.lr_decay else []
+
+    def ema(self, G: nn.Module) -> stabilisers.GeneratorEMA | None:
+        """The EMA callback of G's weights when the recipe asks for one (pass it to `training.train`,
+        and its ``generator`` to the Checkpointer's ``extra_modules``), else None."""
+        return stabilisers.GeneratorEMA(G, self.ema_decay) if self.ema_decay else None
 
 
 _TOY = Recipe(
@@ -126,6 +194,21 @@ PRESETS: dict[str, Recipe] = {
     "dcgan-mnist": Recipe(name="dcgan-mnist", model="dcgan", data="mnist", steps=12000, batch_size=128,
                           lr=5e-4, reuse_fakes=True, lr_decay=True, channels_last=True),
 }  # fmt: skip
+# Chapter 6's recipes: R1 and an EMA of G, 100 digits of each class held out for the memorisation
+# check; the DCGAN is also wider. They train the shipped mlp-mnist and dcgan-mnist.
+PRESETS["mlp-mnist-stable"] = PRESETS["mlp-mnist"].with_overrides(
+    name="mlp-mnist-stable", steps=6000, r1_gamma=1.0, ema_decay=0.999, held_out_per_class=100
+)
+PRESETS["dcgan-mnist-stable"] = PRESETS["dcgan-mnist"].with_overrides(
+    name="dcgan-mnist-stable",
+    steps=14000,
+    generator_width=64,
+    discriminator_width=32,
+    r1_gamma=1.0,
+    reuse_fakes=False,
+    ema_decay=0.999,
+    held_out_per_class=100,
+)
 
 
 def preset(name: str, **overrides) -> Recipe:
@@ -133,3 +216,44 @@ def preset(name: str, **overrides) -> Recipe:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return PRESETS[name].with_overrides(**overrides)
+
+
+@dataclass
+class TrainedRecipe:
+    """What `train_recipe` returns. ``G`` is the generator to sample: the EMA one when the recipe has
+    ``ema_decay``, else the trained one (``G_trained``)."""
+
+    recipe: Recipe
+    G: nn.Module
+    G_trained: nn.Module
+    D: nn.Module
+    history: dict[str, list[float]]
+    seconds: float
+
+
+def train_recipe(
+    recipe: Recipe,
+    samples: torch.Tensor,
+    seed: int,
+    labels: torch.Tensor | None = None,
+    callbacks: Iterable[training.Callback] = (),
+    progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> TrainedRecipe:
+    """Train ``recipe`` for ``recipe.steps`` steps on ``samples`` (images in [-1, 1] or 2-D points) from
+    ``seed``: models, optimisers, step, schedule and EMA all as the recipe says (``labels`` are needed
+    when the recipe holds digits out, `Recipe.training_set`). One call, one run;
+    chapters, benchmarks and `toys` use it, and the command line adds checkpoints around the same parts."""
+    set_seed(seed)
+    G, D = recipe.build_models(device)
+    opt_G, opt_D = recipe.optimisers(G, D)
+    ema = recipe.ema(G)
+    data = BatchIterator(
+        recipe.training_set(samples, labels).to(device), batch_size=recipe.batch_size, drop_last=True
+    )
+    callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D), *([ema] if ema else [])]
+    start = time.perf_counter()
+    history = training.train(G, D, opt_G, opt_D, data, recipe.steps, recipe.step(), callbacks=callbacks,
+                             progress=progress)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return TrainedRecipe(recipe, ema.generator if ema else G, G, D, history, seconds)

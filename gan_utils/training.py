@@ -341,11 +341,19 @@ class Checkpointer:
 
     It saves every ``every`` steps (0: never in between), and always when training ends or is
     interrupted. ``config`` is anything JSON-like describing the run; it is stored alongside.
+    ``extra_modules`` are saved too, by name (e.g. ``{"G_ema": ema.generator}``); pass the same names
+    to `resume`.
     A save whose models hold NaN or inf weights is refused (`TrainingDivergedError`), so the file
     always keeps the last finite state.
     """
 
-    def __init__(self, path: str | os.PathLike, every: int = 0, config: dict | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        every: int = 0,
+        config: dict | None = None,
+        extra_modules: dict[str, nn.Module] | None = None,
+    ) -> None:
         try:
             self.every = check_count(every, "every", minimum=0)
         except ValueError:
@@ -354,6 +362,7 @@ class Checkpointer:
             ) from None
         self.path = Path(path)
         self.config = config or {}
+        self.extra_modules = dict(extra_modules or {})
 
     def __call__(self, state: TrainState) -> None:
         if self.every and state.step % self.every == 0 and state.step < state.total_steps:
@@ -365,7 +374,8 @@ class Checkpointer:
     def save(self, state: TrainState) -> Path:
         """Write the checkpoint of ``state`` now, unless a model holds NaN or inf weights."""
         history = state.history  # flushes first: a diverged loss stops here, before anything is written
-        broken = [name for name, model in (("G", state.G), ("D", state.D)) if not _all_finite(model)]
+        models = {"G": state.G, "D": state.D, **self.extra_modules}
+        broken = [name for name, model in models.items() if not _all_finite(model)]
         if broken:
             problem = f"{' and '.join(broken)} got NaN or inf weights"
             raise TrainingDivergedError(
@@ -380,6 +390,7 @@ class Checkpointer:
             "opt_G": state.opt_G.state_dict(), "opt_D": state.opt_D.state_dict(),
             "history": history, "data_position": state.data_position, "data_seed": state.data_seed,
             "config": self.config,
+            "extra": {name: module.state_dict() for name, module in self.extra_modules.items()},
         })  # fmt: skip
 
 
@@ -406,12 +417,23 @@ def resume(
     D: nn.Module,
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
+    extra_modules: dict[str, nn.Module] | None = None,
 ) -> Resumed:
     """Load a `Checkpointer` file into the models and optimisers, restore every random generator, and
-    return where the run stopped. Training on from there gives the same numbers as never stopping."""
+    return where the run stopped. Training on from there gives the same numbers as never stopping.
+
+    ``extra_modules`` must name the same modules as the `Checkpointer` that wrote the file did."""
     state = checkpoints.load_checkpoint(path)
+    extra_modules, saved_extra = dict(extra_modules or {}), state.get("extra", {})
+    if set(extra_modules) != set(saved_extra):
+        raise ValueError(
+            f"{path} holds the extra modules {sorted(saved_extra)} but resume was given "
+            f"{sorted(extra_modules)}; resume with the recipe the run was started with."
+        )
     for module, key in ((G, "G"), (D, "D"), (opt_G, "opt_G"), (opt_D, "opt_D")):
         module.load_state_dict(state[key])
+    for name, module in extra_modules.items():
+        module.load_state_dict(saved_extra[name])
     checkpoints.restore_rng_state(state["rng"])
     return Resumed(
         state["step"], state["history"], state["data_position"], state["data_seed"], state["config"]

@@ -41,7 +41,12 @@ def test_the_dcgan_preset_builds_channels_last_models_and_its_optimisers_and_sch
     assert opt_G.param_groups[0]["lr"] == 5e-4 and opt_D.param_groups[0]["betas"] == (0.5, 0.999)
     (decay,) = recipe.schedule(opt_G, opt_D)
     assert isinstance(decay, training.LinearLearningRateDecay) and decay.total_steps == 12000
-    assert recipe.step().keywords == {"loss": "non-saturating", "d_penalty": None, "reuse_fakes": True}
+    assert recipe.step().keywords == {
+        "loss": "non-saturating",
+        "d_steps": 1,
+        "d_penalty": None,
+        "reuse_fakes": True,
+    }
 
 
 def test_the_toy_presets_differ_only_by_r1_and_the_decay():

@@ -1,0 +1,206 @@
+"""Chapter 6's stabilisers, each against a closed form or PyTorch's own reference."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gan_utils import data, models, recipes, stabilisers, training
+
+
+def test_spectral_norm_divides_a_known_matrix_by_its_largest_singular_value():
+    layer = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))
+    models.spectral_normalise(layer)
+    for _ in range(20):  # each training-mode forward pass runs one power iteration
+        layer(torch.zeros(1, 2))
+    torch.testing.assert_close(layer.weight, torch.tensor([[1.0, 0.0], [0.0, 1 / 3]]))
+
+
+def test_spectral_norm_of_a_convolution_agrees_with_matrix_norm():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3)
+    original = conv.weight.detach().clone()
+    models.spectral_normalise(conv)
+    for _ in range(200):
+        conv(torch.zeros(1, 4, 5, 5))
+    sigma = torch.linalg.matrix_norm(original.flatten(1), ord=2)
+    torch.testing.assert_close(conv.weight, original / sigma, rtol=1e-4, atol=1e-6)
+
+
+def test_a_spectral_discriminator_has_no_batchnorm_and_every_convolution_normalised():
+    D = models.dcgan_mnist_discriminator(norm="spectral")
+    layers = list(D.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in layers)
+    convolutions = [m for m in layers if isinstance(m, nn.Conv2d)]
+    assert convolutions and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convolutions)
+    assert D(torch.zeros(3, 1, 28, 28)).shape == (3,)
+
+
+def test_a_critic_without_norm_scores_each_sample_on_its_own():
+    D = models.dcgan_mnist_discriminator(norm="none")
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(D(x)[:1], D(x[:1]))  # BatchNorm would make these differ
+
+
+def test_ema_after_n_updates_matches_the_closed_form():
+    G = nn.Linear(1, 1, bias=False)
+    ema = stabilisers.GeneratorEMA(G, decay=0.9)
+    state = training.TrainState(0, 1, G, None, None, None, 0, 0, None)
+    with torch.no_grad():
+        G.weight.fill_(0.0)
+    ema(state)  # the first update copies G
+    n = 100
+    with torch.no_grad():
+        G.weight.fill_(1.0)
+    for _ in range(n):
+        ema(state)
+    # theta_ema = prod(beta_t) * 0 + (1 - prod(beta_t)) * 1, beta_t = min(0.9, (1 + t) / (10 + t))
+    betas = [min(0.9, (1 + t) / (10 + t)) for t in range(1, n + 1)]
+    assert betas[0] == 2 / 11 and betas[-1] == 0.9  # the warm-up, then the decay
+    torch.testing.assert_close(ema.generator.weight, torch.tensor([[1 - math.prod(betas)]]))
+    assert G.weight.item() == 1.0  # G itself is untouched
+
+
+def test_ema_recomputes_batchnorm_statistics_for_the_averaged_weights():
+    torch.manual_seed(0)
+    G = models.dcgan_mnist_generator()
+    ema = stabilisers.GeneratorEMA(G, decay=0.5, bn_batches=4, bn_batch_size=64)
+    state = training.TrainState(0, 1, G, None, None, None, 0, 0, None)
+    ema(state)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.1)
+    ema(state)
+    averaged = ema.generator
+    # the statistics are those of the averaged weights on fresh noise, not an average of G's
+    first_bn, first_conv = averaged.net[1], averaged.net[0]
+    noise = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(64, G.latent_dim, generator=noise) for _ in range(4)])
+    with torch.no_grad():
+        pre_activations = first_conv(z[:, :, None, None])
+    torch.testing.assert_close(
+        first_bn.running_mean, pre_activations.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5
+    )
+    assert not averaged.training and ema.generator.config == G.config and ema.generator.latent_dim == 64
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_ema_refuses_a_decay_outside_zero_one(decay):
+    with pytest.raises(ValueError, match="decay"):
+        stabilisers.GeneratorEMA(nn.Linear(1, 1), decay=decay)
+
+
+def test_translation_moves_a_known_pixel_by_at_most_the_shift_and_fills_background():
+    torch.manual_seed(0)
+    images = torch.full((64, 1, 8, 8), -1.0)
+    images[:, :, 4, 4] = 1.0
+    shifted = stabilisers.translate(images, max_shift=2)
+    assert (shifted == 1.0).flatten(1).sum(1).eq(1).all()  # the pixel stays inside the 8x8 frame
+    rows, cols = (shifted[:, 0] == 1.0).nonzero()[:, 1:].T
+    assert ((rows - 4).abs() <= 2).all() and ((cols - 4).abs() <= 2).all()
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 10  # offsets differ per image
+
+
+def test_cutout_blanks_a_square_of_the_given_size_when_it_lies_inside():
+    torch.manual_seed(0)
+    images = torch.ones(200, 1, 28, 28)
+    blanked = (stabilisers.cutout(images, 14) == stabilisers.BACKGROUND).flatten(1).sum(1)
+    assert blanked.max() == 14 * 14 and (blanked > 0).all()
+
+
+def test_diffaugment_keeps_shapes_range_and_gradients_and_is_off_in_eval_mode():
+    torch.manual_seed(0)
+    G = models.dcgan_mnist_generator()
+    D = stabilisers.DiffAugment(models.dcgan_mnist_discriminator())
+    x = G(torch.randn(16, G.latent_dim))
+    augmented = D.augment(x)
+    assert augmented.shape == x.shape and augmented.min() >= -1 and augmented.max() <= 1
+    D(x).sum().backward()
+    grads = [p.grad for p in G.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0  # G still learns
+    assert not torch.equal(D.augment(x), D.augment(x))  # fresh randomness each call
+    D.eval()
+    torch.testing.assert_close(D(x), D.D(x))
+
+
+def test_diffaugment_refuses_an_unknown_policy():
+    with pytest.raises(ValueError, match="policy must name some of"):
+        stabilisers.DiffAugment(nn.Identity(), policy=("colour",))
+
+
+def test_gradient_penalty_of_a_linear_critic_is_weight_times_norm_minus_one_squared():
+    critic = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[2.0, 0.0, 0.0]]))
+
+    def score(x):
+        return critic(x).view(-1)
+
+    penalty = stabilisers.GradientPenalty(weight=10.0)(score, torch.randn(5, 3), torch.randn(5, 3))
+    torch.testing.assert_close(penalty, torch.tensor(10.0 * (2.0 - 1.0) ** 2))
+
+
+def test_recipe_settings_reach_the_optimisers_step_and_models():
+    recipe = recipes.preset("dcgan-mnist", lr=1e-4, lr_D=4e-4, optimiser="rmsprop", d_norm="none",
+                            gp_weight=10.0, d_steps=5, reuse_fakes=False, loss="wasserstein",
+                            generator_width=48, augment=("translation",))  # fmt: skip
+    G, D = recipe.build_models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    assert isinstance(opt_G, torch.optim.RMSprop)
+    assert (opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"]) == (1e-4, 4e-4)
+    assert G.config["width"] == 48 and isinstance(D, stabilisers.DiffAugment) and D.policy == ("translation",)
+    step = recipe.step()
+    assert step.keywords["d_steps"] == 5 and isinstance(
+        step.keywords["d_penalty"], stabilisers.GradientPenalty
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"d_norm": "layer"}, "unknown d_norm 'layer'"),
+        ({"optimiser": "adagrad"}, "unknown optimiser 'adagrad'"),
+        ({"ema_decay": 1.0}, "ema_decay must be in"),
+        ({"d_steps": 5}, "reuse_fakes needs d_steps=1"),
+        ({"lr_D": -1.0}, "lr_D"),
+        ({"augment": ("colour",)}, "augment must name some of"),
+    ],
+)
+def test_bad_stabiliser_settings_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.preset("dcgan-mnist", **overrides)
+
+
+def test_resume_with_an_ema_continues_the_same_average(tmp_path):
+    recipe = recipes.preset("toy-baseline", steps=6, batch_size=32, ema_decay=0.9)
+    points = torch.randn(256, 2)
+
+    def run(stop_at: int | None):
+        torch.manual_seed(0)
+        G, D = recipe.build_models()
+        opt_G, opt_D = recipe.optimisers(G, D)
+        ema = recipe.ema(G)
+        path = tmp_path / "run.pt"
+        batches = data.BatchIterator(points, batch_size=32)
+        extra = {"G_ema": ema.averaged}
+        if stop_at is None:
+            training.train(G, D, opt_G, opt_D, batches, 6, recipe.step(), [ema], progress=False)
+            return ema.generator
+        training.train(G, D, opt_G, opt_D, batches, stop_at, recipe.step(),
+                       [ema, training.Checkpointer(path, extra_modules=extra)], progress=False)  # fmt: skip
+        G, D = recipe.build_models()
+        opt_G, opt_D = recipe.optimisers(G, D)
+        ema = recipe.ema(G)
+        start = training.resume(path, G, D, opt_G, opt_D, extra_modules={"G_ema": ema.averaged})
+        training.train(G, D, opt_G, opt_D, batches, 6, recipe.step(), [ema], progress=False, start=start)
+        return ema.generator
+
+    straight, resumed = run(None), run(3)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="extra modules"):
+        G, D = recipe.build_models()
+        training.resume(tmp_path / "run.pt", G, D, *recipe.optimisers(G, D))
