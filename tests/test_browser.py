@@ -111,6 +111,32 @@ def test_chapter_figures_are_present_as_loaded_images(visit, path):
     assert all(width > 100 for width in widths), f"unloaded or tiny figures on {path}: {widths}"
 
 
+def _chapter_has_asserts(path: str) -> bool:
+    import json
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parent.parent / path.replace(".html", ".ipynb")
+    cells = json.loads(notebook.read_text())["cells"]
+    return any(c["cell_type"] == "code" and "assert " in "".join(c["source"]) for c in cells)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in toc_pages() if p.startswith("chapters/") and _chapter_has_asserts(p)]
+)
+def test_every_check_is_on_the_page_collapsed_behind_a_labelled_toggle(visit, path):
+    page = visit(path)
+    toggles = page.page.locator("details", has_text="Show the check")
+    assert toggles.count() >= 1, (
+        f"{path} shows no check: its assert cells must be tagged hide-cell, not removed"
+    )
+    states = toggles.evaluate_all(
+        "els => els.map(el => ({open: el.open, code: Array.from(el.querySelectorAll('pre'))"
+        ".map(pre => pre.textContent).join('')}))"
+    )
+    assert all(not state["open"] for state in states), f"a check on {path} is expanded on load"
+    assert all("assert" in state["code"] for state in states), f"a toggle on {path} hides no assert"
+
+
 def test_index_redirects_to_the_introduction(visit):
     page = visit("index.html")
     page.page.wait_for_url("**/book/intro.html")

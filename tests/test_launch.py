@@ -1,0 +1,85 @@
+"""What a launched notebook (Colab, Binder) needs: the setup cell in every chapter, and a wheel that
+carries the shipped weights and the explorer's JavaScript."""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from book.setup_cell import TAG, setup_source
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_chapter_starts_with_the_current_setup_cell(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code_cells = [c for c in cells if c["cell_type"] == "code"]
+    first = code_cells[0]
+    assert TAG in first["metadata"].get("tags", []), f"{notebook.name}: run python book/setup_cell.py"
+    assert "".join(first["source"]) == setup_source(), f"{notebook.name}: run python book/setup_cell.py"
+    assert sum(TAG in c["metadata"].get("tags", []) for c in code_cells) == 1
+
+
+def test_the_setup_cell_does_nothing_where_gan_utils_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-c", setup_source()], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_the_wheel_ships_weights_and_javascript_and_works_outside_the_repository(tmp_path):
+    """Build the wheel, install it (not editable) into a fresh virtual environment outside the
+    repository, and from there run chapter 0's imports and load the shipped dcgan-mnist. The new
+    environment borrows torch and the other dependencies from this one (a .pth file), so nothing is
+    downloaded; gan_utils itself comes only from the wheel."""
+    wheels = tmp_path / "wheels"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet"]
+    build = subprocess.run(
+        [*pip_wheel, "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("gan_utils-*.whl")
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    ask_site = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    fresh_site = subprocess.run(
+        [python, "-c", ask_site], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    fresh_site = Path(fresh_site)
+    (fresh_site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip_install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet"]
+    install = subprocess.run([*pip_install, str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    script = (
+        "import gan_utils, torch, torchvision\n"
+        "from gan_utils import data, viz, pretrained, widgets\n"
+        "from pathlib import Path\n"
+        f"assert gan_utils.__file__.startswith({str(fresh_site)!r}), gan_utils.__file__\n"
+        "G = pretrained.load_pretrained('dcgan-mnist')\n"
+        "print(G(torch.zeros(2, G.latent_dim)).shape)\n"
+        "print(sorted(p.name for p in (Path(widgets.__file__).parent / 'static').glob('*.js')))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    run = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "torch.Size([2, 1, 28, 28])" in run.stdout and "latent_explorer.js" in run.stdout
+
+
+def test_binder_pins_the_same_library_versions_as_the_repository():
+    def pins(path):
+        lines = (REPO / path).read_text().splitlines()
+        return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+
+    binder, main = pins("binder/requirements.txt"), pins("requirements.txt")
+    assert {"torch", "torchvision", "numpy", "matplotlib", "mlxtend", "ipywidgets"} <= set(binder)
+    assert all(main[name] == version for name, version in binder.items()), (binder, main)
+    post_build = (REPO / "binder" / "postBuild").read_text()
+    assert "pip install --no-deps ." in post_build and os.access(REPO / "binder" / "postBuild", os.X_OK)
