@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import data, toys
+from gan_utils import data, recipes, toys
 
 RESULTS = Path(__file__).resolve().parent / "results" / "toy_modes.json"
-RECIPES = {recipe.name: recipe for recipe in (toys.BASELINE, toys.STABLE)}
+RECIPES = {
+    recipe.name: recipe for recipe in (toys.BASELINE, toys.STABLE, recipes.PRESETS["toy-r1-decay-ema"])
+}
 MIXTURES = {"ring": data.ring, "grid": data.grid}
 
 
@@ -42,20 +44,28 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="override every recipe's steps (smoke tests)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"some of {list(RECIPES)}")
+    parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), help=f"some of {list(MIXTURES)}")
     args = parser.parse_args()
 
-    jobs = [(r, m, s, args.steps) for r in RECIPES for m in MIXTURES for s in range(args.seeds)]
+    # A partial run replaces only its own rows in an existing results file.
+    kept = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    kept = [row for row in kept if not (row["recipe"] in args.recipes and row["data"] in args.mixtures)]
+    jobs = [(r, m, s, args.steps) for r in args.recipes for m in args.mixtures for s in range(args.seeds)]
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         rows = pool.map(run_one, jobs, chunksize=1)
     wall = time.perf_counter() - start
+    rows = kept + rows
     table = toys.summarise(rows)
     print(toys.format_table(table))
     print(f"wall time {wall:.0f} s with {args.workers} workers")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "command": f"python benchmarks/toy_modes.py --seeds {args.seeds} --workers {args.workers}"
-        + (f" --steps {args.steps}" if args.steps else ""),
+        + (f" --steps {args.steps}" if args.steps else "")
+        + (f" --recipes {' '.join(map(repr, args.recipes))}" if args.recipes != list(RECIPES) else "")
+        + (f" --mixtures {' '.join(args.mixtures)}" if args.mixtures != list(MIXTURES) else ""),
         "machine": f"{platform.machine()}, {multiprocessing.cpu_count()} CPUs, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(wall, 1),

@@ -188,6 +188,9 @@ PRESETS: dict[str, Recipe] = {
     # Chapter 2's toys (the same networks on the ring or the grid): a plain GAN, and R1 + LR decay.
     "toy-baseline": _TOY,
     "toy-r1-decay": _TOY.with_overrides(name="R1 + LR decay", r1_gamma=0.1, lr_decay=True),
+    # Chapter 6 revisits the grid with an EMA of G on top of R1 + LR decay.
+    "toy-r1-decay-ema": _TOY.with_overrides(name="R1 + LR decay + EMA", r1_gamma=0.1, lr_decay=True,
+                                            ema_decay=0.999),
     # Chapter 3's MNIST MLPs (shipped as mlp-mnist).
     "mlp-mnist": Recipe(name="mlp-mnist", model="mlp", data="mnist", steps=3000),
     # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist).

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from gan_utils import checkpoints, data
+from gan_utils import checkpoints, data, recipes
 from gan_utils.__main__ import (
     CHECKPOINT_NAME,
     RUN_RECORD_NAME,
@@ -92,6 +92,7 @@ def export_command(args: argparse.Namespace) -> int:
         record = {"preset": config["preset"], "overrides": config["overrides"], "seed": config["seed"],
                   "command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
                   "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
+        record["reproduce"] = reproduce_command(args.name, config, run["steps"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise CommandLineError(
             f"{run_path} or the checkpoint's config is damaged or incomplete ({error.__class__.__name__}: "
@@ -104,6 +105,21 @@ def export_command(args: argparse.Namespace) -> int:
     manifest = args.weights_dir / pretrained.MANIFEST_NAME
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its entry in {manifest}")
     return 0
+
+
+def reproduce_command(name: str, config: dict, steps: int) -> str:
+    """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed."""
+    flags = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d",
+             "loss": "--loss", "ema_decay": "--ema-decay"}  # fmt: skip
+    words = ["python", "-m", "gan_utils", "train", "--preset", config["preset"]]
+    if steps != recipes.PRESETS[config["preset"]].steps:
+        words += ["--steps", str(steps)]
+    for key, value in config["overrides"].items():
+        if key not in flags:
+            preset, overrides = config["preset"], config["overrides"]
+            return f"recipes.preset({preset!r}, **{overrides!r}) with seed {config['seed']}"
+        words += [flags[key], str(value)]
+    return shlex.join([*words, "--seed", str(config["seed"]), "--out", f"runs/{name}"])
 
 
 def record_command(args: argparse.Namespace) -> int:

@@ -64,12 +64,14 @@ def train_toy_gan(
     recipe = recipe.with_overrides(data=mixture.name, steps=steps)
     G, D = recipe.build_models()
     opt_G, opt_D = recipe.optimisers(G, D)
-    callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D)]
+    ema = recipe.ema(G)  # chapter 6: with an EMA, the averaged generator is the one evaluated
+    callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D), *([ema] if ema else [])]
     start = time.perf_counter()
     history = training.train(
         G, D, opt_G, opt_D, data, steps, recipe.step(), callbacks=callbacks, progress=progress
     )
     seconds = time.perf_counter() - start
+    G = ema.generator if ema else G
     result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
     return ToyRun(recipe, mixture.name, seed, steps, G, D, history, result, seconds)
 

@@ -216,7 +216,7 @@ def test_real_digits_against_real_digits_score_as_a_match(bundled, real_features
     assert 0.8 < result["density"] < 1.2
 
 
-@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "dcgan-mnist-baseline"])
 def test_regression_snapshot_shipped_generators_meet_their_recorded_metrics(name, bundled, real_features):
     recorded = pretrained.read_manifest()[name]["metrics"]
     G = pretrained.load_pretrained(name)
@@ -240,3 +240,21 @@ def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
         "recognisable": 1.0,
         "smallest_class": pytest.approx(0.1),
     }
+
+
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
+    """Chapter 6's memorisation check: both were trained without the 1,000 held-out digits, so their
+    samples must not sit closer to the training digits than those unseen real digits do."""
+    entry = pretrained.read_manifest()[name]
+    assert (
+        entry["overrides"].get("held_out_per_class", 100) == 100 and "1000 held out" in entry["data_source"]
+    )
+    train_index, held_out = classifier.stratified_split(bundled.labels, held_out_per_class=100, seed=0)
+    training_digits = bundled.images[train_index]
+    real_nn, _ = metrics.nearest_neighbours(bundled.images[held_out], training_digits)
+    samples = metrics.sample_images(pretrained.load_pretrained(name), 1000, seed=3)
+    fake_nn, _ = metrics.nearest_neighbours(samples, training_digits)
+    # medians of 1,000 distances each; a copying generator would sit far below (distance 0 for copies)
+    assert fake_nn[:, 0].median() >= 0.95 * real_nn[:, 0].median()
+    assert fake_nn[:, 0].min() > 0.5 * real_nn[:, 0].min()

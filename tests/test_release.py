@@ -18,6 +18,10 @@ def test_export_ships_a_trained_generator_with_its_preset_and_record(tmp_path):
     assert entry["command"] == [
         f"python -m gan_utils train --preset toy-baseline --steps 4 --out {out} --no-progress"
     ]
+    assert (
+        entry["reproduce"]
+        == "python -m gan_utils train --preset toy-baseline --steps 4 --seed 0 --out runs/mlp-ring"
+    )
     G = pretrained.load_pretrained("mlp-ring", weights_dir=weights)
     assert G(torch.randn(3, G.latent_dim)).shape == (3, 2)
 
