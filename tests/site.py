@@ -30,7 +30,7 @@ def toc_pages() -> list[str]:
 def book_config(execute_notebooks: str, timeout: int | None = None) -> dict:
     """The project's Jupyter Book config, ready to be written outside `book/`.
 
-    Local extension paths become absolute, so the copy works from any folder.
+    Local extension and static paths become absolute, so the copy works from any folder.
     """
     config_path = REPO / "book" / "_config.yml"
     config = yaml.safe_load(config_path.read_text())
@@ -41,6 +41,10 @@ def book_config(execute_notebooks: str, timeout: int | None = None) -> dict:
     config["sphinx"]["local_extensions"] = {
         name: str((config_path.parent / folder).resolve()) for name, folder in extensions.items()
     }
+    sphinx_config = config["sphinx"]["config"]  # static paths are relative to the repository root
+    sphinx_config["html_static_path"] = [
+        str(REPO / path) for path in sphinx_config.get("html_static_path", [])
+    ]
     return config
 
 

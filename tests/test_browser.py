@@ -137,6 +137,20 @@ def test_every_check_is_on_the_page_collapsed_behind_a_labelled_toggle(visit, pa
     assert all("assert" in state["code"] for state in states), f"a toggle on {path} hides no assert"
 
 
+@pytest.mark.parametrize("path", [p for p in toc_pages() if p.startswith("chapters/")])
+def test_no_code_or_output_line_is_cut_off_at_laptop_width(visit, path):
+    page = visit(path)
+    page.page.set_viewport_size({"width": 1280, "height": 800})
+    page.page.locator("article h1").first.wait_for()
+    overflowing = page.page.evaluate(
+        """() => Array.from(document.querySelectorAll('div.cell_input pre, div.cell_output pre'))
+               .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+               .map(pre => pre.textContent.split('\\n')
+                              .reduce((a, b) => (b.length > a.length ? b : a), ''))"""
+    )
+    assert overflowing == [], f"{path}: lines cut off at 1280 px: {overflowing[:3]}"
+
+
 def test_index_redirects_to_the_introduction(visit):
     page = visit("index.html")
     page.page.wait_for_url("**/book/intro.html")
