@@ -4,7 +4,7 @@ Colab and Binder open a chapter without the book's library. This cell installs i
 repository that `book/_config.yml` names (``repository.url``), and in the repository's own
 environment (after `make lab`), where gan_utils is installed already, it does nothing. Run
 ``python book/setup_cell.py`` after changing the repository URL to rewrite the cell in every
-chapter; `tests/test_chapters_setup.py` checks that all chapters carry the current cell.
+chapter; `tests/test_launch.py` checks that all chapters carry the current cell.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ def repository_url() -> str:
 def setup_source(url: str | None = None) -> str:
     """The cell's code for the repository at ``url`` (default: the one in _config.yml)."""
     url = url or repository_url()
-    return f'''# Colab / Binder: install the book's library if it is missing (does nothing after `make lab`).
+    return f"""# Colab / Binder: install the book's library if it is missing (does nothing after `make lab`).
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("gan_utils") is None:
     pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "gan_utils @ git+{url}"], check=True)'''
+    subprocess.run([*pip, "gan_utils @ git+{url}"], check=True)"""
 
 
 def setup_cell() -> dict:

@@ -305,19 +305,26 @@ class SampleGrids:
     end (in close, so the last grid is written even after Ctrl-C)."""
 
     def __init__(
-        self, out: Path, dataset: str, fixed_z: torch.Tensor, every: int, G: torch.nn.Module | None = None
+        self,
+        out: Path,
+        dataset: str,
+        fixed_z: torch.Tensor,
+        every: int,
+        generator: Callable[[], torch.nn.Module] | None = None,
     ) -> None:
         self.out, self.dataset, self.fixed_z, self.every = out, dataset, fixed_z, every
-        self.G = G  # the generator to draw (an EMA of the trained one); None: the trained one
+        # what to draw, asked anew at every grid (an EMA's generator recomputes its BatchNorm statistics
+        # then); None: the trained G
+        self.generator = generator
         self.last: tuple[int, Path] | None = None
 
     def __call__(self, state: training.TrainState) -> None:
         if state.step % self.every == 0:
-            self.write(self.G or state.G, state.step)
+            self.write(self.generator() if self.generator is not None else state.G, state.step)
 
     def close(self, state: training.TrainState) -> None:
         if self.last is None or self.last[0] != state.step:
-            self.write(self.G or state.G, state.step)
+            self.write(self.generator() if self.generator is not None else state.G, state.step)
 
     def write(self, G: torch.nn.Module, step: int) -> Path:
         from gan_utils import viz  # matplotlib only when a picture is due
@@ -404,7 +411,9 @@ def train_command(args: argparse.Namespace) -> int:
     write_text_atomically(args.out / CONFIG_NAME, json.dumps(recipe_json, indent=1) + "\n")
     ema = recipe.ema(G)  # with an EMA, the grids and the shipped weights show the averaged G
     extra = {"G_ema": ema.averaged} if ema else {}
-    grids = SampleGrids(args.out, recipe.data, fixed_z, args.sample_every, ema.generator if ema else None)
+    grids = SampleGrids(
+        args.out, recipe.data, fixed_z, args.sample_every, (lambda: ema.generator) if ema else None
+    )
     checkpointer = training.Checkpointer(checkpoint_path, args.checkpoint_every, config, extra)
     # The final grid, checkpoint and record are written in close(), where a second Ctrl-C waits for them.
     # The schedule is built before resume (see Recipe.schedule); the EMA updates before the grids read it.

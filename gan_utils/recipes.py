@@ -88,6 +88,22 @@ class Recipe:
             raise ValueError(
                 f"unknown d_norm {self.d_norm!r}; choose one of {', '.join(models.DISCRIMINATOR_NORMS)}."
             )
+        if self.r1_gamma and self.gp_weight:
+            raise ValueError("choose one penalty on D: r1_gamma or gp_weight, not both.")
+        if self.gp_weight and self.model == "dcgan" and self.d_norm == "batch":
+            raise ValueError(
+                "the gradient penalty is per sample, and BatchNorm mixes the samples of a batch: use it "
+                "with d_norm='none' (Gulrajani et al., 2017) or 'spectral'."
+            )
+        if self.augment and self.data != "mnist":
+            raise ValueError("augment shifts and cuts images: use it with data='mnist'.")
+        dcgan_only = ("d_norm", "generator_width", "discriminator_width")
+        if self.model != "dcgan" and any(
+            getattr(self, n) != Recipe.__dataclass_fields__[n].default for n in dcgan_only
+        ):
+            raise ValueError(
+                f"{', '.join(dcgan_only)} set the DCGAN's layers; the MLPs ignore them, so leave them unset."
+            )
         if self.reuse_fakes and self.d_steps != 1:
             raise ValueError(
                 "reuse_fakes needs d_steps=1: with several D updates, which fakes would G reuse?"
@@ -162,8 +178,6 @@ class Recipe:
 
     def step(self) -> training.StepFunction:
         """`training.train_step` with the recipe's loss and its penalty on D (R1 or the gradient penalty)."""
-        if self.r1_gamma and self.gp_weight:
-            raise ValueError("choose one penalty on D: r1_gamma or gp_weight, not both.")
         penalty = (training.R1Penalty(self.r1_gamma) if self.r1_gamma
                    else stabilisers.GradientPenalty(self.gp_weight) if self.gp_weight else None)  # fmt: skip
         return functools.partial(training.train_step, loss=self.loss, d_steps=self.d_steps,
@@ -176,7 +190,8 @@ class Recipe:
 
     def ema(self, G: nn.Module) -> stabilisers.GeneratorEMA | None:
         """The EMA callback of G's weights when the recipe asks for one (pass it to `training.train`,
-        and its ``generator`` to the Checkpointer's ``extra_modules``), else None."""
+        and its ``averaged`` module to the Checkpointer's and `training.resume`'s ``extra_modules``),
+        else None; sample ``ema.generator``."""
         return stabilisers.GeneratorEMA(G, self.ema_decay) if self.ema_decay else None
 
 

@@ -109,16 +109,25 @@ def export_command(args: argparse.Namespace) -> int:
 
 def reproduce_command(name: str, config: dict, steps: int) -> str:
     """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed."""
-    flags = {"steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d",
-             "loss": "--loss", "ema_decay": "--ema-decay"}  # fmt: skip
-    words = ["python", "-m", "gan_utils", "train", "--preset", config["preset"]]
-    if steps != recipes.PRESETS[config["preset"]].steps:
+    flags = {"batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d", "loss": "--loss",
+             "ema_decay": "--ema-decay", "data": "--data"}  # fmt: skip
+    switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay"}
+    preset, overrides = config["preset"], config["overrides"]
+    if preset not in recipes.PRESETS:
+        seed = config["seed"]
+        return f"preset {preset!r} (not in this gan_utils version), overrides {overrides!r}, seed {seed}"
+    words = ["python", "-m", "gan_utils", "train", "--preset", preset]
+    if steps != recipes.PRESETS[preset].steps:
         words += ["--steps", str(steps)]
-    for key, value in config["overrides"].items():
-        if key not in flags:
-            preset, overrides = config["preset"], config["overrides"]
-            return f"recipes.preset({preset!r}, **{overrides!r}) with seed {config['seed']}"
-        words += [flags[key], str(value)]
+    for key, value in overrides.items():
+        if key in flags:
+            words += [flags[key], str(value)]
+        elif key in switches:
+            words.append(switches[key] if value else switches[key].replace("--", "--no-", 1))
+        elif key == "augment":
+            words += ["--augment", ",".join(value) or "none"]
+        else:
+            return f"recipes.preset({preset!r}, steps={steps}, **{overrides!r}) with seed {config['seed']}"
     return shlex.join([*words, "--seed", str(config["seed"]), "--out", f"runs/{name}"])
 
 

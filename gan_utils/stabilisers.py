@@ -159,7 +159,8 @@ class DiffAugment(nn.Module):
     augmenting only the real images would do). In eval mode D sees the plain image.
 
     Policies (Zhao et al.'s defaults for their 32x32 experiments): "translation" shifts by up to 1/8
-    of the image size, "cutout" blanks a square of half the image size. The paper's colour policy
+    of the image size (rounded down here: 3 pixels of 28, where their code rounds to 4), "cutout"
+    blanks a square of half the image size. The paper's colour policy
     (brightness, saturation, contrast) is left out: it would move grey digits out of [-1, 1].
     """
 

@@ -341,7 +341,7 @@ class Checkpointer:
 
     It saves every ``every`` steps (0: never in between), and always when training ends or is
     interrupted. ``config`` is anything JSON-like describing the run; it is stored alongside.
-    ``extra_modules`` are saved too, by name (e.g. ``{"G_ema": ema.generator}``); pass the same names
+    ``extra_modules`` are saved too, by name (e.g. ``{"G_ema": ema.averaged}``); pass the same names
     to `resume`.
     A save whose models hold NaN or inf weights is refused (`TrainingDivergedError`), so the file
     always keeps the last finite state.

@@ -111,13 +111,18 @@ def test_chapter_figures_are_present_as_loaded_images(visit, path):
     assert all(width > 100 for width in widths), f"unloaded or tiny figures on {path}: {widths}"
 
 
-def _chapter_has_asserts(path: str) -> bool:
+def _check_cells(path: str) -> list[dict]:
+    """The chapter's code cells that contain an assert (its checks)."""
     import json
     from pathlib import Path
 
     notebook = Path(__file__).resolve().parent.parent / path.replace(".html", ".ipynb")
     cells = json.loads(notebook.read_text())["cells"]
-    return any(c["cell_type"] == "code" and "assert " in "".join(c["source"]) for c in cells)
+    return [c for c in cells if c["cell_type"] == "code" and "assert " in "".join(c["source"])]
+
+
+def _chapter_has_asserts(path: str) -> bool:
+    return bool(_check_cells(path))
 
 
 @pytest.mark.parametrize(
@@ -125,10 +130,12 @@ def _chapter_has_asserts(path: str) -> bool:
 )
 def test_every_check_is_on_the_page_collapsed_behind_a_labelled_toggle(visit, path):
     page = visit(path)
+    checks = _check_cells(path)
+    removed = [c for c in checks if "remove-cell" in c["metadata"].get("tags", [])]
+    assert not removed, f"{path}: {len(removed)} assert cells are tagged remove-cell; tag them hide-cell"
+    hidden = [c for c in checks if "hide-cell" in c["metadata"].get("tags", [])]  # the rest show in full
     toggles = page.page.locator("details", has_text="Show the check")
-    assert toggles.count() >= 1, (
-        f"{path} shows no check: its assert cells must be tagged hide-cell, not removed"
-    )
+    assert toggles.count() == len(hidden), f"{path}: {toggles.count()} check toggles for {len(hidden)} checks"
     states = toggles.evaluate_all(
         "els => els.map(el => ({open: el.open, code: Array.from(el.querySelectorAll('pre'))"
         ".map(pre => pre.textContent).join('')}))"

@@ -1,5 +1,6 @@
 """End to end: python -m gan_utils train|sample|evaluate, as a reader would run them."""
 
+import json
 import subprocess
 import sys
 
@@ -44,6 +45,11 @@ def test_the_cli_reproduces_a_preset_trained_from_python_bit_for_bit(tmp_path, n
     trained = recipes.train_recipe(recipes.preset(name, steps=20), mnist.images, seed=0, labels=mnist.labels)
 
     saved = checkpoints.load_checkpoint(out / "checkpoint.pt")
+    held_out = trained.recipe.held_out_per_class
+    expected = f"{len(mnist.images) - 10 * held_out} images" + (
+        f", {10 * held_out} held out" if held_out else ""
+    )
+    assert expected in json.loads((out / "run.json").read_text())["data_source"]
     for key, tensor in trained.G_trained.state_dict().items():
         assert torch.equal(saved["G"][key], tensor), key
     if trained.G is not trained.G_trained:  # the EMA: the CLI's sampled generator is Python's

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gan_utils import classifier, data, metrics, pretrained
+from gan_utils import classifier, data, metrics, pretrained, recipes
 
 
 def gaussian(n, d=8, seed=0, shift=0.0):
@@ -247,9 +247,8 @@ def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
     """Chapter 6's memorisation check: both were trained without the 1,000 held-out digits, so their
     samples must not sit closer to the training digits than those unseen real digits do."""
     entry = pretrained.read_manifest()[name]
-    assert (
-        entry["overrides"].get("held_out_per_class", 100) == 100 and "1000 held out" in entry["data_source"]
-    )
+    held_out_per_class = recipes.preset(entry["preset"], **entry["overrides"]).held_out_per_class
+    assert held_out_per_class == 100 and "1000 held out" in entry["data_source"]
     train_index, held_out = classifier.stratified_split(bundled.labels, held_out_per_class=100, seed=0)
     training_digits = bundled.images[train_index]
     real_nn, _ = metrics.nearest_neighbours(bundled.images[held_out], training_digits)

@@ -61,6 +61,21 @@ def test_ema_after_n_updates_matches_the_closed_form():
     betas = [min(0.9, (1 + t) / (10 + t)) for t in range(1, n + 1)]
     assert betas[0] == 2 / 11 and betas[-1] == 0.9  # the warm-up, then the decay
     torch.testing.assert_close(ema.generator.weight, torch.tensor([[1 - math.prod(betas)]]))
+
+
+def test_ema_after_three_updates_equals_the_number_worked_out_by_hand():
+    G = nn.Linear(1, 1, bias=False)
+    ema = stabilisers.GeneratorEMA(G, decay=0.9)
+    state = training.TrainState(0, 1, G, None, None, None, 0, 0, None)
+    with torch.no_grad():
+        G.weight.fill_(0.0)
+    ema(state)
+    with torch.no_grad():
+        G.weight.fill_(1.0)
+    for _ in range(3):
+        ema(state)
+    # warm-up decays 2/11, 3/12, 4/13: 1 - (2 * 3 * 4) / (11 * 12 * 13) = 1 - 24/1716 = 0.986014
+    assert abs(ema.generator.weight.item() - 0.986014) < 1e-6
     assert G.weight.item() == 1.0  # G itself is untouched
 
 
@@ -85,6 +100,12 @@ def test_ema_recomputes_batchnorm_statistics_for_the_averaged_weights():
         first_bn.running_mean, pre_activations.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5
     )
     assert not averaged.training and ema.generator.config == G.config and ema.generator.latent_dim == 64
+    before = first_bn.running_mean.clone()
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(0.5)
+    ema(state)  # the weights move, so the statistics must be recomputed when the generator is asked for
+    assert not torch.allclose(ema.generator.net[1].running_mean, before)
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
