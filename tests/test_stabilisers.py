@@ -45,38 +45,33 @@ def test_a_critic_without_norm_scores_each_sample_on_its_own():
     torch.testing.assert_close(D(x)[:1], D(x[:1]))  # BatchNorm would make these differ
 
 
-def test_ema_after_n_updates_matches_the_closed_form():
+def ema_of_a_step_change(updates: int, decay: float = 0.9) -> tuple[float, float]:
+    """(EMA weight, G's weight) after the EMA copied a weight of 0 and then saw 1 ``updates`` times."""
     G = nn.Linear(1, 1, bias=False)
-    ema = stabilisers.GeneratorEMA(G, decay=0.9)
+    ema = stabilisers.GeneratorEMA(G, decay=decay)
     state = training.TrainState(0, 1, G, None, None, None, 0, 0, None)
     with torch.no_grad():
         G.weight.fill_(0.0)
     ema(state)  # the first update copies G
-    n = 100
     with torch.no_grad():
         G.weight.fill_(1.0)
-    for _ in range(n):
+    for _ in range(updates):
         ema(state)
+    return ema.generator.weight.item(), G.weight.item()
+
+
+def test_ema_after_n_updates_matches_the_closed_form():
     # theta_ema = prod(beta_t) * 0 + (1 - prod(beta_t)) * 1, beta_t = min(0.9, (1 + t) / (10 + t))
-    betas = [min(0.9, (1 + t) / (10 + t)) for t in range(1, n + 1)]
+    betas = [min(0.9, (1 + t) / (10 + t)) for t in range(1, 101)]
     assert betas[0] == 2 / 11 and betas[-1] == 0.9  # the warm-up, then the decay
-    torch.testing.assert_close(ema.generator.weight, torch.tensor([[1 - math.prod(betas)]]))
+    assert abs(ema_of_a_step_change(100)[0] - (1 - math.prod(betas))) < 1e-6
 
 
 def test_ema_after_three_updates_equals_the_number_worked_out_by_hand():
-    G = nn.Linear(1, 1, bias=False)
-    ema = stabilisers.GeneratorEMA(G, decay=0.9)
-    state = training.TrainState(0, 1, G, None, None, None, 0, 0, None)
-    with torch.no_grad():
-        G.weight.fill_(0.0)
-    ema(state)
-    with torch.no_grad():
-        G.weight.fill_(1.0)
-    for _ in range(3):
-        ema(state)
+    averaged, trained = ema_of_a_step_change(3)
     # warm-up decays 2/11, 3/12, 4/13: 1 - (2 * 3 * 4) / (11 * 12 * 13) = 1 - 24/1716 = 0.986014
-    assert abs(ema.generator.weight.item() - 0.986014) < 1e-6
-    assert G.weight.item() == 1.0  # G itself is untouched
+    assert abs(averaged - 0.986014) < 1e-6
+    assert trained == 1.0  # G itself is untouched
 
 
 def test_ema_recomputes_batchnorm_statistics_for_the_averaged_weights():
