@@ -45,7 +45,7 @@ INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 
 # recipe settings a reader may override on the command line: option -> Recipe field
 OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_D", "loss": "loss",
              "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
-             "augment": "augment"}  # fmt: skip
+             "augment": "augment", "precision": "precision"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
     train.add_argument("--reuse-fakes", action=argparse.BooleanOptionalAction, help="G scores D's fakes")
     train.add_argument("--lr-decay", action=argparse.BooleanOptionalAction, help="linear decay to 0")
+    train.add_argument(
+        "--precision", choices=list(recipes.PRECISIONS), help="bfloat16: mixed precision (autocast)"
+    )
+    train.add_argument(
+        "--cuda-graph", action="store_true", help="record the step as a CUDA graph and replay it (CUDA only)"
+    )
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -370,6 +376,8 @@ def check_new_run_folder(out: Path) -> None:
 def train_command(args: argparse.Namespace) -> int:
     """Train a preset into --out; every check runs before the first file is written."""
     device = resolve_device(args.device)
+    if args.cuda_graph and device.type != "cuda":
+        raise CommandLineError(f"--cuda-graph records CUDA graphs, but the device is {device.type}; drop it.")
     recipe = recipe_from_args(args)
     check_writable_folder(args.out)
     checkpoint_path = args.out / CHECKPOINT_NAME
@@ -401,7 +409,8 @@ def train_command(args: argparse.Namespace) -> int:
     set_seed(args.seed)
     G, D = recipe.build_models(device)
     batches = data.BatchIterator(real.to(device), batch_size=recipe.batch_size, drop_last=True)
-    opt_G, opt_D = recipe.optimisers(G, D)
+    opt_G, opt_D = recipe.optimisers(G, D, capturable=args.cuda_graph)
+    step = training.CUDAGraphStep(recipe.step()) if args.cuda_graph else recipe.step()
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -421,7 +430,7 @@ def train_command(args: argparse.Namespace) -> int:
     resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D, extra) if args.resume else None
     record.start(resumed.step if resumed else 0)
     try:
-        history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, recipe.step(),
+        history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, step,
                                  callbacks=callbacks, progress=not args.no_progress, data_seed=args.seed,
                                  start=resumed)  # fmt: skip
     except training.TrainingDivergedError as error:

@@ -294,7 +294,11 @@ class BatchIterator:
         yield from self._batches(order)
 
     def _batches(self, order: torch.Tensor, first: int = 0):
-        order = order.to(self.tensors[0].device)
+        device = self.tensors[0].device
+        if device.type == "cuda":  # from pinned memory the copy does not wait for the GPU's queue
+            order = order.pin_memory().to(device, non_blocking=True)
+        else:
+            order = order.to(device)
         for batch_index in range(first, len(self)):
             index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
             batch = tuple(t[index] for t in self.tensors)

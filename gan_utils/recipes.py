@@ -26,6 +26,7 @@ from gan_utils.runtime import check_count, check_positive_number, set_seed
 MODELS = ("mlp", "dcgan")
 DATASETS = ("mnist", "ring", "grid")
 OPTIMISERS = ("adam", "rmsprop", "sgd")
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}  # name -> train_step's autocast dtype
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Recipe:
     ema_decay: float | None = None  # sample and ship an EMA of G's weights (stabilisers.GeneratorEMA)
     augment: tuple[str, ...] = ()  # DiffAugment policy in front of D, e.g. ("translation", "cutout")
     held_out_per_class: int = 0  # MNIST: digits of each class kept out of training (see training_set)
+    precision: str = "float32"  # "bfloat16": forward passes under autocast (train_step's precision)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with one line each, so neither a reader's override from the
@@ -82,6 +84,8 @@ class Recipe:
         if not isinstance(augment, tuple | list) or any(a not in stabilisers.AUGMENTATIONS for a in augment):
             raise ValueError(f"augment must name some of {stabilisers.AUGMENTATIONS}, got {self.augment!r}.")
         object.__setattr__(self, "augment", tuple(augment))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"unknown optimiser {self.optimiser!r}; choose one of {', '.join(OPTIMISERS)}.")
         if self.d_norm not in models.DISCRIMINATOR_NORMS:
@@ -164,15 +168,18 @@ class Recipe:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         return G.to(device, memory_format=layout), D.to(device, memory_format=layout)
 
-    def optimisers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        """The recipe's optimiser for each player: G at ``lr``, D at ``lr_D`` (``lr`` when unset)."""
+    def optimisers(
+        self, G: nn.Module, D: nn.Module, capturable: bool = False
+    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """The recipe's optimiser for each player: G at ``lr``, D at ``lr_D`` (``lr`` when unset).
+        ``capturable=True`` keeps their step counts on the device, as `training.CUDAGraphStep` needs."""
 
         def make(params, lr: float) -> torch.optim.Optimizer:
             if self.optimiser == "rmsprop":
-                return torch.optim.RMSprop(params, lr=lr)
+                return torch.optim.RMSprop(params, lr=lr, capturable=capturable)
             if self.optimiser == "sgd":
                 return torch.optim.SGD(params, lr=lr, momentum=0.9)
-            return torch.optim.Adam(params, lr=lr, betas=self.betas)
+            return torch.optim.Adam(params, lr=lr, betas=self.betas, capturable=capturable)
 
         return make(G.parameters(), self.lr), make(D.parameters(), self.lr_D or self.lr)
 
@@ -181,7 +188,8 @@ class Recipe:
         penalty = (training.R1Penalty(self.r1_gamma) if self.r1_gamma
                    else stabilisers.GradientPenalty(self.gp_weight) if self.gp_weight else None)  # fmt: skip
         return functools.partial(training.train_step, loss=self.loss, d_steps=self.d_steps,
-                                 d_penalty=penalty, reuse_fakes=self.reuse_fakes)  # fmt: skip
+                                 d_penalty=penalty, reuse_fakes=self.reuse_fakes,
+                                 precision=PRECISIONS[self.precision])  # fmt: skip
 
     def schedule(self, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> list[training.Callback]:
         """The recipe's learning-rate callbacks. Build them before `training.resume`, so they keep the
@@ -257,21 +265,24 @@ def train_recipe(
     callbacks: Iterable[training.Callback] = (),
     progress: bool = False,
     device: torch.device | str = "cpu",
+    cuda_graph: bool = False,
 ) -> TrainedRecipe:
     """Train ``recipe`` for ``recipe.steps`` steps on ``samples`` (images in [-1, 1] or 2-D points) from
     ``seed``: models, optimisers, step, schedule and EMA all as the recipe says (``labels`` are needed
     when the recipe holds digits out, `Recipe.training_set`). One call, one run;
-    chapters, benchmarks and `toys` use it, and the command line adds checkpoints around the same parts."""
+    chapters, benchmarks and `toys` use it, and the command line adds checkpoints around the same parts.
+    ``cuda_graph=True`` (CUDA only) records the step once and replays it (`training.CUDAGraphStep`)."""
     set_seed(seed)
     G, D = recipe.build_models(device)
-    opt_G, opt_D = recipe.optimisers(G, D)
+    opt_G, opt_D = recipe.optimisers(G, D, capturable=cuda_graph)
+    step = training.CUDAGraphStep(recipe.step()) if cuda_graph else recipe.step()
     ema = recipe.ema(G)
     data = BatchIterator(
         recipe.training_set(samples, labels).to(device), batch_size=recipe.batch_size, drop_last=True
     )
     callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D), *([ema] if ema else [])]
     start = time.perf_counter()
-    history = training.train(G, D, opt_G, opt_D, data, recipe.steps, recipe.step(), callbacks=callbacks,
+    history = training.train(G, D, opt_G, opt_D, data, recipe.steps, step, callbacks=callbacks,
                              progress=progress)  # fmt: skip
     seconds = time.perf_counter() - start
     return TrainedRecipe(recipe, ema.generator if ema else G, G, D, history, seconds)

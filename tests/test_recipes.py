@@ -46,6 +46,7 @@ def test_the_dcgan_preset_builds_channels_last_models_and_its_optimisers_and_sch
         "d_steps": 1,
         "d_penalty": None,
         "reuse_fakes": True,
+        "precision": None,
     }
 
 
