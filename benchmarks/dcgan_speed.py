@@ -35,6 +35,8 @@ import argparse
 import functools
 import json
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -275,7 +277,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
               or platform.machine(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
               "data": f"MNIST ({mnist.source}, {len(mnist.images)} images)", "quality": QUALITY,
-              "command": "python benchmarks/dcgan_speed.py --device " + args.device}  # fmt: skip
+              "command": shlex.join(["python", "benchmarks/dcgan_speed.py", *sys.argv[1:]])}  # fmt: skip
     # key -> a side; the GPU adds the trainer's GPU options (bf16 autocast, the step as a CUDA graph)
     rows = {"ours": lambda: OurSide(mnist.images, device),
             "reference": lambda: ReferenceSide(mnist.images, device),
