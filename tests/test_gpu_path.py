@@ -150,3 +150,18 @@ def test_dcgan_recipe_trains_on_cuda_with_a_recorded_step(precision):
     assert len(trained.history["step"]) == 60
     assert all(torch.isfinite(torch.tensor(trained.history["loss_D"])))
     assert trained.history["loss_D"][-1] != trained.history["loss_D"][0]
+
+
+def test_the_logging_interval_defaults_to_gpu_log_every_off_the_cpu(monkeypatch):
+    """Where G sits on a GPU, metrics reach the history (one host sync) only every GPU_LOG_EVERY steps."""
+    monkeypatch.setattr(training, "device_of", lambda module: torch.device("cuda"))
+    G, D, opt_G, opt_D = toy_players("cpu")
+    flushed_at = []
+
+    def spy(state):
+        flushed_at.append(len(state.recorder.history["step"]))
+
+    steps = training.GPU_LOG_EVERY + 2
+    training.train(G, D, opt_G, opt_D, ring_batches("cpu"), steps, callbacks=[spy], progress=False)
+    assert flushed_at[: training.GPU_LOG_EVERY - 1] == [0] * (training.GPU_LOG_EVERY - 1)
+    assert flushed_at[training.GPU_LOG_EVERY - 1 :] == [training.GPU_LOG_EVERY] * 3
