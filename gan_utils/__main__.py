@@ -32,7 +32,7 @@ from typing import NoReturn
 
 import torch
 
-from gan_utils import checkpoints, data, recipes, runtime, training
+from gan_utils import checkpoints, data, distributed, recipes, runtime, training
 from gan_utils.pretrained import PretrainedError
 from gan_utils.runtime import sample, set_seed
 
@@ -45,7 +45,7 @@ INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 
 # recipe settings a reader may override on the command line: option -> Recipe field
 OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_D", "loss": "loss",
              "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
-             "augment": "augment", "precision": "precision"}  # fmt: skip
+             "augment": "augment", "precision": "precision", "sync_batchnorm": "sync_batchnorm"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--cuda-graph", action="store_true", help="record the step as a CUDA graph and replay it (CUDA only)"
+    )
+    train.add_argument(
+        "--sync-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        help="under torchrun: BatchNorm statistics over all processes",
     )
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
@@ -372,11 +377,26 @@ def check_new_run_folder(out: Path) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """Train a preset into --out; every check runs before the first file is written."""
+    """Train a preset into --out; every check runs before the first file is written. Under torchrun
+    (``torchrun --nproc_per_node=N -m gan_utils train ...``) each process runs this, and
+    `gan_utils.distributed` says how they share the work."""
     device = resolve_device(args.device)
     if args.cuda_graph and device.type != "cuda":
         raise CommandLineError(f"--cuda-graph records CUDA graphs, but the device is {device.type}; drop it.")
     recipe = recipe_from_args(args)
+    try:
+        context = distributed.setup(device)
+    except (ValueError, RuntimeError) as error:
+        raise CommandLineError(f"torchrun: {str(error).splitlines()[0]}") from None
+    try:
+        return train_in_context(args, recipe, context)
+    finally:
+        distributed.teardown()
+
+
+def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: distributed.Context) -> int:
+    """`train_command` on one process; rank 0 alone prints, writes grids, records and checkpoint files."""
+    device, main = context.device, context.is_main
     check_writable_folder(args.out)
     checkpoint_path = args.out / CHECKPOINT_NAME
     overrides = recipe.overrides_from(recipes.PRESETS[args.preset])
@@ -394,7 +414,7 @@ def train_command(args: argparse.Namespace) -> int:
                 f"{args.out} already finished step {saved['step']}, so --steps {recipe.steps} leaves nothing "
                 f"to train; resume with --steps larger than {saved['step']}."
             )
-    else:
+    elif main:  # the other ranks would find rank 0's first files
         check_new_run_folder(args.out)
     real, source = load_data(recipe)
     if recipe.batch_size > len(real):
@@ -402,34 +422,54 @@ def train_command(args: argparse.Namespace) -> int:
             f"--batch-size {recipe.batch_size} is larger than the {len(real):,} training samples ({source}); "
             f"use at most {len(real)}."
         )
+    if recipe.batch_size * context.world_size > len(real):
+        raise CommandLineError(
+            f"{context.world_size} processes x --batch-size {recipe.batch_size} exceed the {len(real):,} "
+            f"training samples; use --batch-size {len(real) // context.world_size} or less."
+        )
     record = RunRecord(args.out, args.command_line, device, source, args.checkpoint_every)  # reads it first
 
     set_seed(args.seed)
     G, D = recipe.build_models(device)
+    ema = recipe.ema(G)  # with an EMA, the grids and the shipped weights show the averaged G
+    G, D = distributed.wrap_players(G, D, context, recipe.sync_batchnorm)
+    if context.world_size > 1:  # same initial models everywhere (DDP also copies rank 0's), own noise
+        set_seed(distributed.rank_seed(args.seed, context.rank))
     batches = data.BatchIterator(real.to(device), batch_size=recipe.batch_size, drop_last=True)
     opt_G, opt_D = recipe.optimisers(G, D, capturable=args.cuda_graph)
     step = training.CUDAGraphStep(recipe.step()) if args.cuda_graph else recipe.step()
     fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CommandLineError(f"cannot create --out {args.out} ({error.strerror}).") from None
-    recipe_json = {**dataclasses.asdict(recipe), **config}
-    write_text_atomically(args.out / CONFIG_NAME, json.dumps(recipe_json, indent=1) + "\n")
-    ema = recipe.ema(G)  # with an EMA, the grids and the shipped weights show the averaged G
+    if main:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandLineError(f"cannot create --out {args.out} ({error.strerror}).") from None
+        recipe_json = {**dataclasses.asdict(recipe), **config}
+        write_text_atomically(args.out / CONFIG_NAME, json.dumps(recipe_json, indent=1) + "\n")
+    if context.world_size > 1 and main:
+        world, batch = context.world_size, recipe.batch_size
+        print(f"torchrun: {world} processes on {device.type}, effective batch {world} x {batch} = "
+              f"{world * batch}, learning rate {recipe.lr:g} (D: {recipe.lr_D or recipe.lr:g}), not scaled "
+              "with the batch")  # fmt: skip
     extra = {"G_ema": ema.averaged} if ema else {}
     grids = SampleGrids(
         args.out, recipe.data, fixed_z, args.sample_every, (lambda: ema.generator) if ema else None
     )
+    # every rank takes part in a checkpoint (its random state goes in); rank 0 writes it
     checkpointer = training.Checkpointer(checkpoint_path, args.checkpoint_every, config, extra)
     # The final grid, checkpoint and record are written in close(), where a second Ctrl-C waits for them.
     # The schedule is built before resume (see Recipe.schedule); the EMA updates before the grids read it.
-    callbacks = [*([ema] if ema else []), grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
-    resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D, extra) if args.resume else None
-    record.start(resumed.step if resumed else 0)
+    callbacks = [ema, grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
+    callbacks = [c for c in callbacks if c is not None and (main or c not in (grids, record))]
     try:
-        history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, step,
-                                 callbacks=callbacks, progress=not args.no_progress, data_seed=args.seed,
+        resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D, extra) if args.resume else None
+    except ValueError as error:
+        raise CommandLineError(str(error)) from None
+    if main:
+        record.start(resumed.step if resumed else 0)
+    try:
+        history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, step, callbacks=callbacks,
+                                 progress=main and not args.no_progress, data_seed=args.seed,
                                  start=resumed)  # fmt: skip
     except training.TrainingDivergedError as error:
         # --resume repeats the settings, data order and noise, so it would diverge again: advise a new run
@@ -439,10 +479,12 @@ def train_command(args: argparse.Namespace) -> int:
         ) from None
     done = history["step"][-1] if history["step"] else 0
     final = grids.last[1] if grids.last else None
-    print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
+    if main:
+        print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
     if done < recipe.steps:  # stopped by Ctrl-C; the run resumes with --resume
         again = args.command_line if args.resume else f"{args.command_line} --resume"
-        print(f"stopped early; continue with: {again}", file=sys.stderr)
+        if main:
+            print(f"stopped early; continue with: {again}", file=sys.stderr)
         return INTERRUPTED
     return 0
 

@@ -293,35 +293,57 @@ class BatchIterator:
             order = torch.arange(self.n_samples)
         yield from self._batches(order)
 
-    def _batches(self, order: torch.Tensor, first: int = 0):
+    def _batches(self, order: torch.Tensor, first: int = 0, rank: int = 0, world_size: int = 1):
+        """Batches of one epoch in ``order``; with ``world_size`` > 1, slice ``rank`` of each global batch."""
         device = self.tensors[0].device
         if device.type == "cuda":  # from pinned memory the copy does not wait for the GPU's queue
             order = order.pin_memory().to(device, non_blocking=True)
         else:
             order = order.to(device)
-        for batch_index in range(first, len(self)):
-            index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-            batch = tuple(t[index] for t in self.tensors)
+        for batch_index in range(first, self._batches_per_epoch(world_size)):
+            start = (batch_index * world_size + rank) * self.batch_size
+            batch = tuple(t[order[start : start + self.batch_size]] for t in self.tensors)
             yield batch[0] if len(batch) == 1 else batch
+
+    def _batches_per_epoch(self, world_size: int) -> int:
+        if world_size == 1:
+            return len(self)
+        if not self.drop_last:
+            raise ValueError(
+                "sharding batches over processes needs equal slices: build the BatchIterator with "
+                "drop_last=True."
+            )
+        per_epoch = self.n_samples // (self.batch_size * world_size)
+        if per_epoch == 0:
+            raise ValueError(
+                f"{world_size} processes x batch_size {self.batch_size} exceed the {self.n_samples} samples; "
+                "lower batch_size or use fewer processes."
+            )
+        return per_epoch
 
     def endless(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
         """Yield batches forever, reshuffling at the start of every epoch."""
         while True:
             yield from self
 
-    def resumable(self, seed: int, start: int = 0) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
+    def resumable(
+        self, seed: int, start: int = 0, rank: int = 0, world_size: int = 1
+    ) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
         """Yield batches forever from batch number ``start`` (counted over all epochs).
 
         Epoch e is shuffled with a generator seeded by ``seed + e``, so the stream depends only on
         (seed, position): a resumed run sees exactly the batches an uninterrupted run would have.
+        With ``world_size`` processes (`gan_utils.distributed`), every process shuffles alike and
+        process ``rank`` takes slice ``rank`` of each global batch of ``batch_size * world_size``
+        samples: together they see what one process with the global batch would.
         """
-        epoch, first = divmod(start, len(self))
+        epoch, first = divmod(start, self._batches_per_epoch(world_size))
         while True:
             if self.shuffle:
                 order = torch.randperm(self.n_samples, generator=torch.Generator().manual_seed(seed + epoch))
             else:
                 order = torch.arange(self.n_samples)
-            yield from self._batches(order, first)
+            yield from self._batches(order, first, rank, world_size)
             epoch, first = epoch + 1, 0
 
 

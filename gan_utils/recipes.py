@@ -60,6 +60,7 @@ class Recipe:
     augment: tuple[str, ...] = ()  # DiffAugment policy in front of D, e.g. ("translation", "cutout")
     held_out_per_class: int = 0  # MNIST: digits of each class kept out of training (see training_set)
     precision: str = "float32"  # "bfloat16": forward passes under autocast (train_step's precision)
+    sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over all ranks (distributed.py)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with one line each, so neither a reader's override from the

@@ -111,7 +111,8 @@ def reproduce_command(name: str, config: dict, steps: int) -> str:
     """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed."""
     flags = {"batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d", "loss": "--loss",
              "ema_decay": "--ema-decay", "data": "--data", "precision": "--precision"}  # fmt: skip
-    switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay"}
+    switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay",
+                "sync_batchnorm": "--sync-batchnorm"}  # fmt: skip
     preset, overrides = config["preset"], config["overrides"]
     if preset not in recipes.PRESETS:
         seed = config["seed"]

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gan_utils import checkpoints, losses
+from gan_utils import checkpoints, distributed, losses
 from gan_utils.data import BatchIterator, check_image_range
 from gan_utils.runtime import check_count, device_of, evaluating, sample
 
@@ -125,6 +125,19 @@ def _check_batch_fits(x_real: torch.Tensor, x_fake: torch.Tensor) -> None:
         )
 
 
+NoiseSampler = Callable[[int, int, torch.device], torch.Tensor]  # (n, latent_dim, device) -> z
+
+
+def standard_normal(n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
+    """``n`` codes z ~ N(0, I) of size ``latent_dim`` from torch's global generator (the default)."""
+    return torch.randn(n, latent_dim, device=device)
+
+
+def _no_sync(D: nn.Module) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync()`` for a wrapped D, else a context that does nothing."""
+    return D.no_sync() if hasattr(D, "no_sync") else contextlib.nullcontext()
+
+
 def _autocast(x: torch.Tensor, precision: torch.dtype | None) -> torch.autocast:
     """Mixed precision on ``x``'s device when ``precision`` is given, else a context that changes nothing.
 
@@ -144,6 +157,7 @@ def train_step(
     d_penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     reuse_fakes: bool = False,
     precision: torch.dtype | None = None,
+    noise: NoiseSampler | None = None,
 ) -> dict[str, torch.Tensor]:
     """One iteration of Algorithm 1: ``d_steps`` updates of D, then one update of G.
 
@@ -158,6 +172,9 @@ def train_step(
     precision: matrix products and convolutions in bfloat16, the rest in float32); the losses, the
     penalty and the backward passes stay in float32, as PyTorch's AMP guide advises. None: all float32.
 
+    ``noise(n, latent_dim, device)`` draws G's inputs; None draws ``torch.randn`` from torch's
+    global generator.
+
     Returns detached scalar tensors (no host sync): ``loss_D`` and ``loss_G``; ``D(x)`` and
     ``D(G(z))``, the mean sigmoid of D's logits on real and fake samples in its last update (D's
     probability of "real" for the log losses; for hinge and Wasserstein critics only a squashed
@@ -166,6 +183,7 @@ def train_step(
     """
     loss_D_fn, loss_G_fn = get_losses(loss)
     d_steps = check_count(d_steps, "d_steps")
+    draw = noise or standard_normal
     if reuse_fakes and d_steps != 1:
         raise ValueError(
             "reuse_fakes=True needs d_steps=1: with several D updates, which fakes would G reuse?"
@@ -174,7 +192,7 @@ def train_step(
     # ---- update D, k times: minimise loss_D, which rewards high logits on x_real and low ones on G(z)
     for _ in range(d_steps):
         x_real = next(real_batches)
-        z = torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device)
+        z = draw(x_real.shape[0], G.latent_dim, x_real.device)
         with torch.set_grad_enabled(reuse_fakes), _autocast(x_real, precision):
             x_fake = G(z)  # keeps its graph only when G will reuse it
         _check_batch_fits(x_real, x_fake)
@@ -186,14 +204,17 @@ def train_step(
         (loss_D if penalty is None else loss_D + penalty).backward()
         opt_D.step()
 
-    # ---- update G: minimise loss_G, which rewards high logits of the updated D on G's samples
-    with _autocast(x_real, precision):
-        if not reuse_fakes:
-            x_fake = G(torch.randn(x_real.shape[0], G.latent_dim, device=x_real.device))
-        fake_logits_G = D(x_fake)
-    loss_G = loss_G_fn(fake_logits_G.float())
-    opt_G.zero_grad(set_to_none=True)
-    loss_G.backward()
+    # ---- update G: minimise loss_G, which rewards high logits of the updated D on G's samples.
+    # The backward pass also reaches D's weights; under DDP (gan_utils.distributed) no_sync keeps
+    # D from averaging those gradients, which D's next update discards (zero_grad) anyway.
+    with _no_sync(D):
+        with _autocast(x_real, precision):
+            if not reuse_fakes:
+                x_fake = G(draw(x_real.shape[0], G.latent_dim, x_real.device))
+            fake_logits_G = D(x_fake)
+        loss_G = loss_G_fn(fake_logits_G.float())
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
     opt_G.step()
 
     metrics = {
@@ -488,6 +509,10 @@ class Checkpointer:
     def save(self, state: TrainState) -> Path:
         """Write the checkpoint of ``state`` now, unless a model holds NaN or inf weights."""
         history = state.history  # flushes first: a diverged loss stops here, before anything is written
+        # Under torchrun every rank calls save: each one's random state goes into the file (rank 0's
+        # writes it), so a resumed run draws the noise every rank would have drawn.
+        random_states = distributed.gather(checkpoints.capture_rng_state())
+        rank, world_size = distributed.rank_and_world()
         models = {"G": state.G, "D": state.D, **self.extra_modules}
         broken = [name for name, model in models.items() if not _all_finite(model)]
         if broken:
@@ -499,11 +524,13 @@ class Checkpointer:
                 state.step,
                 problem,
             )
+        if rank != 0:
+            return self.path
         return checkpoints.save_checkpoint(self.path, {
             "step": state.step, "G": state.G.state_dict(), "D": state.D.state_dict(),
             "opt_G": state.opt_G.state_dict(), "opt_D": state.opt_D.state_dict(),
             "history": history, "data_position": state.data_position, "data_seed": state.data_seed,
-            "config": self.config,
+            "config": self.config, "world_size": world_size, "rng_per_rank": random_states,
             "extra": {name: module.state_dict() for name, module in self.extra_modules.items()},
         })  # fmt: skip
 
@@ -538,17 +565,26 @@ def resume(
 
     ``extra_modules`` must name the same modules as the `Checkpointer` that wrote the file did."""
     state = checkpoints.load_checkpoint(path)
+    rank, world_size = distributed.rank_and_world()
+    saved_world = state.get("world_size", 1)
+    if saved_world != world_size:
+        raise ValueError(
+            f"{path} was written by a run on {saved_world} process(es), and this one has {world_size}; the "
+            f"data slices and random streams differ between the two, so resume with "
+            f"torchrun --nproc_per_node={saved_world} (or without torchrun for 1), or start a new run."
+        )
     extra_modules, saved_extra = dict(extra_modules or {}), state.get("extra", {})
     if set(extra_modules) != set(saved_extra):
         raise ValueError(
             f"{path} holds the extra modules {sorted(saved_extra)} but resume was given "
             f"{sorted(extra_modules)}; resume with the recipe the run was started with."
         )
-    for module, key in ((G, "G"), (D, "D"), (opt_G, "opt_G"), (opt_D, "opt_D")):
+    for module, key in ((distributed.unwrap(G), "G"), (distributed.unwrap(D), "D"), (opt_G, "opt_G"),
+                        (opt_D, "opt_D")):  # fmt: skip
         module.load_state_dict(state[key])
     for name, module in extra_modules.items():
         module.load_state_dict(saved_extra[name])
-    checkpoints.restore_rng_state(state["rng"])
+    checkpoints.restore_rng_state(state["rng_per_rank"][rank] if "rng_per_rank" in state else state["rng"])
     return Resumed(
         state["step"], state["history"], state["data_position"], state["data_seed"], state["config"]
     )
@@ -746,11 +782,13 @@ def train(
         data_seed = torch.initial_seed() % 2**63 if data_seed is None else data_seed
     else:
         done, history, position, data_seed = start.step, start.history, start.data_position, start.data_seed
-    real_batches = _CountingStream(data.resumable(data_seed, position), position)
+    rank, world_size = distributed.rank_and_world()  # under torchrun each rank takes its own slice
+    real_batches = _CountingStream(data.resumable(data_seed, position, rank, world_size), position)
     recorder = _Recorder(history, functools.partial(_state_after_divergence, checkpointers))
 
-    def state_at(step_number: int) -> TrainState:
-        return TrainState(step_number, steps, G, D, opt_G, opt_D, real_batches.position, data_seed, recorder)
+    def state_at(step_number: int) -> TrainState:  # callbacks see the models, not their DDP wrappers
+        return TrainState(step_number, steps, distributed.unwrap(G), distributed.unwrap(D), opt_G, opt_D,
+                          real_batches.position, data_seed, recorder)  # fmt: skip
 
     G.train()
     D.train()
@@ -771,7 +809,8 @@ def train(
             for callback in callbacks:
                 callback(state)
             _print_queued(interrupt)
-            if interrupt["stop"]:
+            if distributed.any_rank(interrupt["stop"]):  # all ranks stop after the same step
+                interrupt["stop"] = True
                 break
         recorder.flush()
         for callback in callbacks:
