@@ -163,3 +163,53 @@ def test_ctrl_c_on_rank_0_then_resume_ends_bitwise_equal_and_another_world_size_
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), f"{key}.{name} differs after the resume"
     assert a["history"] == b["history"]
+
+
+def test_rank_slices_of_the_resumable_stream_make_up_the_global_batches():
+    samples = torch.arange(40).float().unsqueeze(1)
+    one = data.BatchIterator(samples, batch_size=8, drop_last=True).resumable(seed=3)
+    ranks = [data.BatchIterator(samples, batch_size=4, drop_last=True).resumable(3, 0, r, 2) for r in (0, 1)]
+    for _ in range(12):  # 5 global batches per epoch: past two epoch boundaries
+        torch.testing.assert_close(torch.cat([next(ranks[0]), next(ranks[1])]), next(one))
+    resumed = data.BatchIterator(samples, batch_size=4, drop_last=True).resumable(3, 7, 1, 2)
+    again = data.BatchIterator(samples, batch_size=4, drop_last=True).resumable(3, 0, 1, 2)
+    for _ in range(7):
+        next(again)
+    torch.testing.assert_close(next(resumed), next(again))
+
+
+def test_sharding_without_drop_last_or_with_too_few_samples_is_refused():
+    samples = torch.zeros(10, 2)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        next(data.BatchIterator(samples, batch_size=4).resumable(0, 0, 0, 2))
+    with pytest.raises(ValueError, match="2 processes x batch_size 8 exceed the 10 samples"):
+        next(data.BatchIterator(samples, batch_size=8, drop_last=True).resumable(0, 0, 0, 2))
+
+
+@pytest.mark.parametrize("shape", [(16, 6), (16, 6, 5, 5)])
+def test_cross_process_batchnorm_is_plain_batchnorm_in_one_process(shape):
+    torch.manual_seed(0)
+    plain = torch.nn.BatchNorm2d(6) if len(shape) == 4 else torch.nn.BatchNorm1d(6)
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 1.5), plain.bias.uniform_(-1, 1)
+    converted = distributed.synchronise_batchnorm(torch.nn.Sequential(plain), torch.device("cpu"))[0]
+    assert isinstance(converted, distributed.CrossProcessBatchNorm)
+    x = torch.randn(shape) * 3 + 1
+    torch.testing.assert_close(converted(x), plain(x))
+    torch.testing.assert_close(converted.running_var, plain.running_var)
+
+
+def test_train_step_draws_z_from_the_noise_sampler_it_is_given():
+    recipe = recipes.preset("toy-baseline")
+    set_seed(0)
+    G, D = recipe.build_models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    calls = []
+
+    def zeros(n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
+        calls.append((n, latent_dim))
+        return torch.zeros(n, latent_dim, device=device)
+
+    batch = data.ring().sample(32, generator=torch.Generator().manual_seed(0))
+    training.train_step(G, D, opt_G, opt_D, iter([batch]), noise=zeros)
+    assert calls == [(32, G.latent_dim), (32, G.latent_dim)]  # D's fakes, then G's
