@@ -1,7 +1,8 @@
-"""Plots for the book: image grids, 2D samples, D's decision surface and training movies.
+"""Plots for the book: image grids, 2D samples, D's decision surface, training curves and movies.
 
-Every function draws on a Matplotlib ``Axes`` (a new one when none is given) and returns it, so
-chapters can compose figures and tests can inspect them without a display.
+Each plotting function draws on a Matplotlib ``Axes`` (a new one when none is given) and returns it,
+so chapters can compose figures and tests can inspect them without a display; `plot_training_curves`
+makes its own two-panel figure and returns the figure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib import animation
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import nn
 from torchvision.utils import make_grid
 
@@ -202,3 +204,46 @@ def offline_jshtml(movie: animation.Animation) -> str:
     for icon_class, symbol in _PLAYER_ICONS.items():
         html = html.replace(f'<i class="{icon_class}"></i>', f"<span>{symbol}</span>")
     return html
+
+
+def moving_average(values: list[float] | torch.Tensor, width: int) -> torch.Tensor:
+    """Mean over each window of ``width`` consecutive values (all of them when there are fewer)."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    width = max(1, min(int(width), len(values)))
+    return torch.nn.functional.avg_pool1d(values.view(1, 1, -1), width, stride=1).view(-1)
+
+
+def plot_training_curves(
+    history: dict[str, list[float]],
+    smooth: int = 50,
+    marks: dict[str, int] | None = None,
+    reference_loss: tuple[str, float] | None = None,
+) -> Figure:
+    """The losses and D's outputs of a `training.train` history, side by side, each smoothed by a
+    moving average over ``smooth`` steps and plotted at the window's last step.
+
+    ``marks`` draws a dotted vertical line at each named step (e.g. ``{"resumed here": 600}``);
+    ``reference_loss`` a dashed horizontal line on the loss panel (e.g. ``("log 4", math.log(4))``).
+    D's outputs are the mean sigmoid of its logits: 1/2 marks a D that cannot tell the two apart.
+    """
+    steps = torch.as_tensor(history["step"], dtype=torch.float64)
+    if len(steps) == 0:
+        raise ValueError("the history holds no steps yet; train first, then plot.")
+    width = max(1, min(smooth, len(steps)))
+    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 3.4))
+    for ax, names in ((ax_loss, ("loss_D", "loss_G")), (ax_d, ("D(x)", "D(G(z))"))):
+        for name in names:
+            ax.plot(steps[width - 1 :], moving_average(history[name], width), label=name)
+        for label, step in (marks or {}).items():
+            ax.axvline(step, color="k", ls=":", lw=1, label=label)
+        ax.set_xlabel("step")
+    if reference_loss is not None:
+        ax_loss.axhline(reference_loss[1], color="grey", ls="--", lw=1, label=reference_loss[0])
+    ax_d.axhline(0.5, color="grey", ls="--", lw=1)
+    ax_d.set_ylim(0, 1)
+    ax_loss.set_title(f"losses (mean of {width} steps)", fontsize=10)
+    ax_d.set_title(f"D's mean output (mean of {width} steps)", fontsize=10)
+    for ax in (ax_loss, ax_d):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

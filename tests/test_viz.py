@@ -74,3 +74,27 @@ def test_offline_jshtml_has_no_external_link_and_every_player_button():
     assert "font-awesome" not in html and "<i class=" not in html
     assert "http://" not in html and "https://" not in html
     assert html.count("<button") >= 9 and "\u25b6" in html  # play is a Unicode triangle now
+
+
+def test_moving_average_is_the_mean_of_each_window():
+    expected = torch.tensor([1.5, 2.5, 4.5], dtype=torch.float64)
+    torch.testing.assert_close(viz.moving_average([1.0, 2.0, 3.0, 6.0], 2), expected)
+    torch.testing.assert_close(viz.moving_average([4.0, 8.0], 50), torch.tensor([6.0]).double())
+
+
+def test_training_curves_plot_each_metric_smoothed_at_its_last_step():
+    steps = list(range(1, 101))
+    history = {"step": steps, "loss_D": [1.0] * 100, "loss_G": [float(s) for s in steps],
+               "D(x)": [0.75] * 100, "D(G(z))": [0.25] * 100}  # fmt: skip
+    marks, reference = {"resumed here": 50}, ("log 4", 1.386)
+    fig = viz.plot_training_curves(history, smooth=10, marks=marks, reference_loss=reference)
+    ax_loss, ax_d = fig.axes
+    curves = {line.get_label(): line for line in ax_loss.lines + ax_d.lines}
+    x, y = curves["loss_G"].get_data()
+    assert x[0] == 10 and x[-1] == 100 and len(x) == 91  # plotted at each window's last step
+    assert y[0] == pytest.approx(5.5) and y[-1] == pytest.approx(95.5)
+    assert set(curves["D(x)"].get_ydata()) == {0.75}
+    assert "resumed here" in curves and "log 4" in curves
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no steps yet"):
+        viz.plot_training_curves({"step": [], "loss_D": [], "loss_G": [], "D(x)": [], "D(G(z))": []})
