@@ -7,6 +7,7 @@ makes its own two-panel figure and returns the figure.
 
 from __future__ import annotations
 
+import math
 import re
 
 import matplotlib.pyplot as plt
@@ -247,3 +248,112 @@ def plot_training_curves(
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def draw_gan_diagram(ax: Axes | None = None) -> Axes:
+    """The two players as a block diagram: noise -> G -> fake; real and fake -> D -> logit -> the two
+    losses (Goodfellow et al., 2014, with the non-saturating loss for G). Drawn from text and arrows
+    only, so the picture lives in the library and never drifts from the book's notation."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.6))
+    boxes = {  # name: (x, y, text, colour)
+        "z": (0.06, 0.25, "noise\n$z \\sim \\mathcal{N}(0, I)$", "#dddddd"),
+        "G": (0.27, 0.25, "generator\n$G$", "#9ecae1"),
+        "fake": (0.47, 0.25, "fake sample\n$G(z)$", "#dddddd"),
+        "real": (0.47, 0.75, "real sample\n$x \\sim p_\\mathrm{data}$", "#dddddd"),
+        "D": (0.66, 0.5, "discriminator\n$D$", "#fdae6b"),
+        "logit": (0.84, 0.5, "logit $\\ell$\n$D(\\cdot) = \\sigma(\\ell)$", "#dddddd"),
+    }
+    for x, y, text, colour in boxes.values():
+        ax.text(x, y, text, ha="center", va="center", fontsize=10,
+                bbox={"boxstyle": "round,pad=0.5", "facecolor": colour, "edgecolor": "0.3"})  # fmt: skip
+    arrows = [("z", "G"), ("G", "fake"), ("fake", "D"), ("real", "D"), ("D", "logit")]
+    for start, end in arrows:
+        (x0, y0), (x1, y1) = boxes[start][:2], boxes[end][:2]
+        ax.annotate("", xy=(x1 - 0.07 * (x1 > x0), y1 + 0.1 * (y0 - y1)),
+                    xytext=(x0 + 0.07, y0 - 0.1 * (y0 - y1)),
+                    arrowprops={"arrowstyle": "->", "lw": 1.5, "color": "0.2"})  # fmt: skip
+    losses = (
+        "$D$ minimises  $-\\log \\sigma(\\ell_\\mathrm{real}) - \\log(1 - \\sigma(\\ell_\\mathrm{fake}))$\n"
+        "$G$ minimises  $-\\log \\sigma(\\ell_\\mathrm{fake})$  (non-saturating)"
+    )
+    ax.text(0.84, 0.18, losses, ha="center", va="center", fontsize=9)
+    ax.annotate(
+        "", xy=(0.84, 0.27), xytext=(0.84, 0.4), arrowprops={"arrowstyle": "->", "lw": 1.5, "color": "0.2"}
+    )
+    ax.annotate("", xy=(0.27, 0.12), xytext=(0.62, 0.1),
+                arrowprops={"arrowstyle": "->", "lw": 1, "ls": "--", "color": "tab:blue",
+                            "connectionstyle": "arc3,rad=-0.25"})  # fmt: skip
+    ax.text(0.45, -0.06, "G's gradient flows back through D", color="tab:blue", ha="center", fontsize=8)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(-0.1, 1)
+    ax.axis("off")
+    return ax
+
+
+_WEIGHTED_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def _layer_text(layer: nn.Module) -> str:
+    name = type(layer).__name__
+    if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+        (k, _), (s, _), (p, _) = layer.kernel_size, layer.stride, layer.padding
+        return f"{name}\n{k}×{k}, stride {s}, pad {p}"
+    return name
+
+
+def architecture_blocks(model: nn.Module, example: torch.Tensor) -> list[dict]:
+    """The layers ``model`` applies to ``example``, in order, grouped into blocks: each convolution or
+    linear layer opens a block, and the normalisation and activation layers after it join it. Each
+    block records its layers' names and the output shape of its last layer (without the batch
+    dimension). Measured by running ``example`` through the model with forward hooks, so the blocks
+    follow the model's own code."""
+    calls: list[tuple[nn.Module, tuple[int, ...]]] = []
+
+    def record(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        calls.append((module, tuple(output.shape[1:])))
+
+    hooks = [leaf.register_forward_hook(record) for leaf in model.modules() if not list(leaf.children())]
+    try:
+        with evaluating(model), torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    blocks: list[dict] = []
+    for layer, shape in calls:
+        if isinstance(layer, _WEIGHTED_LAYERS) or not blocks:
+            blocks.append({"layer": _layer_text(layer), "after": [], "shape": shape})
+        else:
+            blocks[-1]["after"].append(type(layer).__name__)
+            blocks[-1]["shape"] = shape
+    return blocks
+
+
+def draw_architecture(
+    model: nn.Module, example: torch.Tensor, input_label: str, ax: Axes | None = None, title: str = ""
+) -> Axes:
+    """A left-to-right drawing of `architecture_blocks`: one box per block, its height growing with the
+    feature maps' side and its width with their channels, labelled with the layers and the output
+    shape (channels × height × width)."""
+    blocks = architecture_blocks(model, example)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.1 * (len(blocks) + 1), 3.2))
+    shapes = [tuple(example.shape[1:])] + [block["shape"] for block in blocks]
+    labels = [f"{input_label}\n"] + [f"{b['layer']}\n" + (" + ".join(b["after"]) + "\n" if b["after"] else "")
+                              for b in blocks]  # fmt: skip
+    for i, (shape, label) in enumerate(zip(shapes, labels, strict=True)):
+        channels, side = shape[0], (shape[1] if len(shape) == 3 else 1)
+        height, width = 0.15 + 0.6 * side / 28, 0.12 + 0.05 * math.log2(max(channels, 1))
+        ax.add_patch(plt.Rectangle((i - width / 2, 0.5 - height / 2), width, height, facecolor="#9ecae1" if i
+                                   else "#dddddd", edgecolor="0.3"))  # fmt: skip
+        size = "×".join(str(d) for d in shape)
+        ax.text(i, 0.5 - height / 2 - 0.04, f"{label}{size}", ha="center", va="top", fontsize=8)
+        if i:
+            ax.annotate("", xy=(i - width / 2 - 0.02, 0.5), xytext=(i - 0.55, 0.5),
+                        arrowprops={"arrowstyle": "->", "color": "0.3"})  # fmt: skip
+    ax.set_xlim(-0.6, len(blocks) + 0.6)
+    ax.set_ylim(-0.25, 0.95)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    return ax

@@ -98,3 +98,33 @@ def test_training_curves_plot_each_metric_smoothed_at_its_last_step():
     plt.close(fig)
     with pytest.raises(ValueError, match="no steps yet"):
         viz.plot_training_curves({"step": [], "loss_D": [], "loss_G": [], "D(x)": [], "D(G(z))": []})
+
+
+def test_gan_diagram_names_both_players_the_data_and_both_losses():
+    ax = viz.draw_gan_diagram()
+    text = " ".join(t.get_text() for t in ax.texts)
+    for part in ("noise", "generator", "fake sample", "real sample", "discriminator", "logit",
+                 "$D$ minimises", "$G$ minimises", "non-saturating"):  # fmt: skip
+        assert part in text
+    arrows = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None]
+    assert len(arrows) == 7  # z->G->fake->D<-real, D->logit->losses, and the gradient back to G
+    plt.close(ax.figure)
+
+
+def test_architecture_blocks_follow_the_models_own_layers():
+    from gan_utils import models
+
+    G, D = models.dcgan_mnist_generator(64), models.dcgan_mnist_discriminator(32)
+    g_blocks = viz.architecture_blocks(G, torch.zeros(1, 64))
+    assert [b["shape"] for b in g_blocks] == [(128, 7, 7), (64, 14, 14), (1, 28, 28)]
+    assert g_blocks[0]["layer"].startswith("ConvTranspose2d\n7×7, stride 1")
+    assert g_blocks[-1]["after"] == ["Tanh"]
+    d_blocks = viz.architecture_blocks(D, torch.zeros(1, 1, 28, 28))
+    assert [b["shape"] for b in d_blocks] == [(32, 14, 14), (64, 7, 7), (1, 1, 1)]
+    assert d_blocks[1]["after"] == ["BatchNorm2d", "LeakyReLU"]
+    G.train()
+    ax = viz.draw_architecture(G, torch.zeros(1, 64), "z")
+    assert G.training  # the drawing ran G in eval mode and restored its mode
+    assert len(ax.patches) == 1 + len(g_blocks)
+    assert any(t.get_text().endswith("Tanh\n1×28×28") for t in ax.texts)
+    plt.close(ax.figure)
