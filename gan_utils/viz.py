@@ -357,3 +357,24 @@ def draw_architecture(
     ax.set_title(title, fontsize=10)
     ax.axis("off")
     return ax
+
+
+def snapshots_jshtml(
+    steps: list[int], grids: list[torch.Tensor], nrow: int = 8, interval_ms: int = 300
+) -> str:
+    """Image grids from a fixed z over training (`training.SampleSnapshots`' ``steps`` and ``samples``)
+    as an animation in one offline HTML snippet: the same player chapter 2 uses (`offline_jshtml`)."""
+    if not grids or len(steps) != len(grids):
+        raise ValueError(
+            f"need one grid per step and at least one, got {len(grids)} grids for {len(steps)} steps."
+        )
+    fig, ax = plt.subplots(figsize=(4.2, 4.5))
+
+    def draw(i: int) -> list:
+        ax.clear()
+        show_image_grid(grids[i], nrow=nrow, ax=ax, title=f"step {steps[i]}")
+        return []
+
+    movie = animation.FuncAnimation(fig, draw, frames=len(grids), interval=interval_ms)
+    plt.close(fig)
+    return offline_jshtml(movie)

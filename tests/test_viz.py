@@ -128,3 +128,12 @@ def test_architecture_blocks_follow_the_models_own_layers():
     assert len(ax.patches) == 1 + len(g_blocks)
     assert any(t.get_text().endswith("Tanh\n1×28×28") for t in ax.texts)
     plt.close(ax.figure)
+
+
+def test_snapshot_animation_has_one_frame_per_grid_and_loads_nothing_from_outside():
+    grids = [torch.full((4, 1, 8, 8), value) for value in (-1.0, 0.0, 1.0)]
+    html = viz.snapshots_jshtml([1, 50, 100], grids, nrow=2)
+    assert html.count("data:image/png;base64") == 3
+    assert "font-awesome" not in html and "https://" not in html
+    with pytest.raises(ValueError, match="one grid per step"):
+        viz.snapshots_jshtml([1, 2], grids)
