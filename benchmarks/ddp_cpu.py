@@ -1,7 +1,7 @@
 """One process against two under torchrun on this machine's CPU: throughput and the trained result.
 
-    python benchmarks/ddp_cpu.py                     # mlp-mnist, 3,000 steps per run, about 3 minutes
-    python benchmarks/ddp_cpu.py --steps 600         # a quick look
+    python benchmarks/ddp_cpu.py --steps 1500        # what the appendix reports, about 4 minutes
+    python benchmarks/ddp_cpu.py --steps 300         # a quick look
 
 Three runs of the command line on the same recipe and the same global batch of 128:
 - one process with ``--batch-size 128`` and 2 threads;
