@@ -63,13 +63,14 @@ def test_recipe_precision_reaches_the_step_and_unknown_names_are_refused():
 def test_cuda_graph_step_on_the_cpu_is_refused_with_the_fix():
     G, D, opt_G, opt_D = toy_players("cpu")
     with pytest.raises(ValueError, match=r"models are on cpu; move G and D to one CUDA device"):
-        training.train(G, D, opt_G, opt_D, ring_batches("cpu"), 2, training.CUDAGraphStep(training.train_step),
-                       progress=False)  # fmt: skip
+        graphed = training.CUDAGraphStep(training.train_step)
+        training.train(G, D, opt_G, opt_D, ring_batches("cpu"), 2, graphed, progress=False)
 
 
 def test_cli_refuses_cuda_graph_without_cuda(tmp_path):
+    out = str(tmp_path / "run")
     args = cli.build_parser().parse_args(
-        ["train", "--preset", "toy-baseline", "--out", str(tmp_path / "run"), "--device", "cpu", "--cuda-graph"]
+        ["train", "--preset", "toy-baseline", "--out", out, "--device", "cpu", "--cuda-graph"]
     )
     args.command_line = "python -m gan_utils train ..."
     with pytest.raises(cli.CommandLineError, match="--cuda-graph records CUDA graphs, but the device is cpu"):
@@ -137,8 +138,8 @@ def test_cuda_graph_step_follows_the_learning_rate_schedule():
 def test_cuda_graph_step_refuses_optimisers_that_cannot_be_recorded():
     G, D, opt_G, opt_D = toy_players("cuda", capturable=False)
     with pytest.raises(ValueError, match="without capturable=True"):
-        training.train(G, D, opt_G, opt_D, ring_batches("cuda"), 2, training.CUDAGraphStep(training.train_step),
-                       progress=False)  # fmt: skip
+        graphed = training.CUDAGraphStep(training.train_step)
+        training.train(G, D, opt_G, opt_D, ring_batches("cuda"), 2, graphed, progress=False)
 
 
 @needs_cuda
