@@ -384,6 +384,11 @@ def train_command(args: argparse.Namespace) -> int:
     if args.cuda_graph and device.type != "cuda":
         raise CommandLineError(f"--cuda-graph records CUDA graphs, but the device is {device.type}; drop it.")
     recipe = recipe_from_args(args)
+    if args.cuda_graph and distributed.launched_by_torchrun():
+        raise CommandLineError(
+            "--cuda-graph records one process's step; under torchrun the step also holds DDP's "
+            "communication, which this trainer does not record. Drop --cuda-graph (or train on one GPU)."
+        )
     try:
         context = distributed.setup(device)
     except (ValueError, RuntimeError) as error:

@@ -131,18 +131,22 @@ class CrossProcessBatchNorm(nn.BatchNorm1d):
         rank, world = rank_and_world()
         if not self.training or world == 1:
             return super().forward(x)
+        self._check_input_dim(x)
         dims = [0, *range(2, x.ndim)]
         shape = [1, -1] + [1] * (x.ndim - 2)
-        sums = dist_functional.all_reduce(torch.stack([x.sum(dims), (x * x).sum(dims)]))
+        statistics_input = x.float()  # sums in float32 even under bfloat16 autocast
+        sums = dist_functional.all_reduce(
+            torch.stack([statistics_input.sum(dims), (statistics_input * statistics_input).sum(dims)])
+        )
         count = x.numel() // x.shape[1] * world
         mean = sums[0] / count
-        var = sums[1] / count - mean * mean
+        var = (sums[1] / count - mean * mean).clamp_min(0)  # E[x^2] - mean^2 can round below 0
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
             self.running_var.lerp_(var.detach() * count / (count - 1), self.momentum)
             self.num_batches_tracked.add_(1)
-        normalised = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return normalised * self.weight.view(shape) + self.bias.view(shape)
+        normalised = (x.float() - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return (normalised * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.ndim not in (2, 4):
@@ -181,16 +185,21 @@ def wrap_players(
 
     DDP averages each player's gradients over the ranks in its backward pass. A GAN step runs a
     backward through D while updating G, so `training.train_step` does G's update inside
-    ``D.no_sync()``: those gradients of D are thrown away anyway, and D's next update, the one
-    backward D's DDP synchronises, starts from zeroed gradients. No parameter goes unused, so DDP
-    needs no ``find_unused_parameters``.
+    ``D.no_sync()``: those gradients of D are thrown away anyway, so averaging them would only cost
+    an all-reduce, and D's next update, the one backward D's DDP synchronises, starts from zeroed
+    gradients. No parameter goes unused, so DDP needs no ``find_unused_parameters``.
     """
     if context.world_size == 1:
         return G, D
     if sync_batchnorm:
         G, D = synchronise_batchnorm(G, context.device), synchronise_batchnorm(D, context.device)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return _Player(G, device_ids=device_ids), _Player(D, device_ids=device_ids)
+    # broadcast_buffers=False: by default DDP copies rank 0's buffers (BatchNorm's running statistics)
+    # into every rank before each forward pass, in place. D runs twice before its backward pass (real,
+    # then fake), and the copy would overwrite statistics the first pass saved for backward, which
+    # autograd refuses. Each rank keeps its own running statistics; rank 0's are saved.
+    return (_Player(G, device_ids=device_ids, broadcast_buffers=False),
+            _Player(D, device_ids=device_ids, broadcast_buffers=False))  # fmt: skip
 
 
 def unwrap(module: nn.Module) -> nn.Module:

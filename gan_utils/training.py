@@ -579,9 +579,21 @@ def resume(
             f"{path} holds the extra modules {sorted(saved_extra)} but resume was given "
             f"{sorted(extra_modules)}; resume with the recipe the run was started with."
         )
-    for module, key in ((distributed.unwrap(G), "G"), (distributed.unwrap(D), "D"), (opt_G, "opt_G"),
-                        (opt_D, "opt_D")):  # fmt: skip
+    for module, key in ((distributed.unwrap(G), "G"), (distributed.unwrap(D), "D")):
         module.load_state_dict(state[key])
+    for optimiser, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
+        # the file's param groups replace the optimiser's: keep how this run built it (capturable or
+        # not, for CUDAGraphStep) and take learning rates as floats (a recorded run stores tensors)
+        capturable = [group.get("capturable") for group in optimiser.param_groups]
+        optimiser.load_state_dict(state[key])
+        for group, flag in zip(optimiser.param_groups, capturable, strict=True):
+            group["lr"] = float(group["lr"])
+            if flag is not None:
+                group["capturable"] = flag
+                for parameter in group["params"]:  # a capturable optimiser keeps its step count on the device
+                    step = optimiser.state.get(parameter, {}).get("step")
+                    if isinstance(step, torch.Tensor):
+                        optimiser.state[parameter]["step"] = step.to(parameter.device if flag else "cpu")
     for name, module in extra_modules.items():
         module.load_state_dict(saved_extra[name])
     checkpoints.restore_rng_state(state["rng_per_rank"][rank] if "rng_per_rank" in state else state["rng"])

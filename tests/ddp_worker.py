@@ -20,6 +20,11 @@ RUNS = {
     "toy, no BatchNorm": ("toy-baseline", {"batch_size": 32}),
     "MNIST MLP, SyncBatchNorm in G": ("mlp-mnist", {"batch_size": 16, "sync_batchnorm": True}),
     "MNIST MLP, BatchNorm per rank": ("mlp-mnist", {"batch_size": 16}),
+    # BatchNorm in D too (which DDP's default buffer broadcast would break) and 4-D cross-process BatchNorm
+    "DCGAN, SyncBatchNorm in G and D": (
+        "dcgan-mnist",
+        {"batch_size": 16, "sync_batchnorm": True, "channels_last": False},
+    ),
 }
 STEPS = 4
 SEED = 0

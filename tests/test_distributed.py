@@ -34,9 +34,10 @@ def two_process_results(tmp_path_factory):
     return torch.load(out, weights_only=False)
 
 
-def rank_noise(world_size: int):
-    """The noise of ``world_size`` ranks drawn in one process: each rank's share from its own generator."""
-    seeds = [distributed.rank_seed(ddp_worker.SEED, rank) for rank in range(world_size)]
+def rank_noise(world_size: int, same_seed: bool = False):
+    """The noise of ``world_size`` ranks drawn in one process: each rank's share from its own generator
+    (``same_seed``: every share from rank 0's seed, as if the ranks were not seeded apart)."""
+    seeds = [distributed.rank_seed(ddp_worker.SEED, 0 if same_seed else rank) for rank in range(world_size)]
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def draw(n: int, latent_dim: int, device: torch.device) -> torch.Tensor:
@@ -46,7 +47,9 @@ def rank_noise(world_size: int):
     return draw
 
 
-def one_process_run(preset: str, overrides: dict, world_size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+def one_process_run(
+    preset: str, overrides: dict, world_size: int, same_seed: bool = False
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The same recipe in this process with the global batch (world_size times the per-rank one)."""
     recipe = recipes.preset(preset, **{**overrides, "batch_size": overrides["batch_size"] * world_size})
     set_seed(ddp_worker.SEED)
@@ -54,26 +57,28 @@ def one_process_run(preset: str, overrides: dict, world_size: int) -> tuple[torc
     opt_G, opt_D = recipe.optimisers(G, D)
     samples = ddp_worker.training_samples(recipe)
     batches = data.BatchIterator(samples, batch_size=recipe.batch_size, drop_last=True)
-    step = functools.partial(recipe.step(), noise=rank_noise(world_size))
+    step = functools.partial(recipe.step(), noise=rank_noise(world_size, same_seed))
     training.train(G, D, opt_G, opt_D, batches, ddp_worker.STEPS, step, progress=False,
                    data_seed=ddp_worker.SEED)  # fmt: skip
     return G, D
 
 
-def biases_feeding_batchnorm(model: torch.nn.Module) -> set[str]:
-    """Names of the biases of layers followed by BatchNorm, which subtracts them again: their true
-    gradient is 0, so Adam's update of them normalises rounding noise and differs between any two
-    summation orders by up to about 3e-5 here, against at most 8e-6 for every other weight."""
+def feeding_batchnorm(model: torch.nn.Module) -> set[str]:
+    """Names of the weights and biases of layers followed by BatchNorm, which undoes their bias and the
+    scale of each output channel: their true gradient is 0 in those directions, so Adam's update there
+    normalises rounding noise and differs between two summation orders by up to about 3e-5 here (the
+    MNIST MLP's biases, the DCGAN's first layer), against at most 8e-6 for every other weight."""
     layers = list(model.named_modules())
     batchnorm = torch.nn.modules.batchnorm._BatchNorm
-    return {f"{name}.bias" for (name, layer), (_, after) in zip(layers, layers[1:], strict=False)
-            if isinstance(after, batchnorm) and getattr(layer, "bias", None) is not None}  # fmt: skip
+    return {f"{name}.{kind}" for (name, layer), (_, after) in zip(layers, layers[1:], strict=False)
+            if isinstance(after, batchnorm) for kind in ("weight", "bias")
+            if getattr(layer, kind, None) is not None}  # fmt: skip
 
 
 def assert_same_weights(saved: dict, model: torch.nn.Module, name: str) -> None:
     reference = model.state_dict()
     assert reference.keys() == saved.keys()
-    loose = biases_feeding_batchnorm(model)
+    loose = feeding_batchnorm(model)
     for key, value in reference.items():
         atol = 1e-4 if key in loose else 1e-5  # both far below the 1e-3 that per-rank BatchNorm makes
         torch.testing.assert_close(saved[key], value, rtol=1e-4, atol=atol, msg=f"{name}: {key} differs")
@@ -83,7 +88,9 @@ def largest_difference(saved: dict, model: torch.nn.Module) -> float:
     return max((saved[k].float() - v.float()).abs().max().item() for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("name", ["toy, no BatchNorm", "MNIST MLP, SyncBatchNorm in G"])
+@pytest.mark.parametrize(
+    "name", ["toy, no BatchNorm", "MNIST MLP, SyncBatchNorm in G", "DCGAN, SyncBatchNorm in G and D"]
+)
 def test_two_processes_equal_one_process_with_the_doubled_batch(two_process_results, name):
     result = two_process_results[name]
     assert result["world_size"] == 2
@@ -103,15 +110,14 @@ def test_without_synchronised_batchnorm_the_ranks_are_not_the_doubled_batch(two_
 
 
 def test_the_ranks_draw_different_noise(two_process_results):
-    """With one rank's noise for the whole doubled batch (as if both ranks drew alike) the run differs."""
+    """Had both ranks drawn the same z (one seed for both), the run would differ from the two-process one."""
     name = "toy, no BatchNorm"
-    preset, overrides = ddp_worker.RUNS[name]
-    G, _ = one_process_run(preset, {**overrides, "batch_size": overrides["batch_size"] * 2}, world_size=1)
+    G, _ = one_process_run(*ddp_worker.RUNS[name], world_size=2, same_seed=True)
     assert largest_difference(two_process_results[name]["G"], G) > 1e-3
 
 
 def train_args(out: Path, *extra: str) -> list[str]:
-    return ["-m", "gan_utils", "train", "--preset", "toy-baseline", "--steps", "300", "--batch-size", "64",
+    return ["-m", "gan_utils", "train", "--preset", "toy-baseline", "--steps", "1000", "--batch-size", "64",
             "--device", "cpu", "--no-progress", "--sample-every", "1000", "--out", str(out),
             *extra]  # fmt: skip
 
@@ -144,7 +150,8 @@ def test_ctrl_c_on_rank_0_then_resume_ends_bitwise_equal_and_another_world_size_
     os.kill(rank_0, signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     interrupted_at = torch.load(stopped / "checkpoint.pt", weights_only=False)["step"]
-    assert 20 <= interrupted_at < 300, stderr[-3000:]
+    assert 20 <= interrupted_at < 1000, stderr[-3000:]
+    assert run.returncode != 0 and "stopped early; continue with:" in stderr  # workers exit with 130
 
     before = {p.name: p.read_bytes() for p in stopped.iterdir()}
     one_process = subprocess.run([sys.executable, *train_args(stopped, "--resume")], cwd=ROOT, env=ENV,
@@ -158,7 +165,7 @@ def test_ctrl_c_on_rank_0_then_resume_ends_bitwise_equal_and_another_world_size_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(stopped / "checkpoint.pt", weights_only=False)
-    assert a["step"] == b["step"] == 300 and b["world_size"] == 2
+    assert a["step"] == b["step"] == 1000 and b["world_size"] == 2
     for key in ("G", "D"):
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), f"{key}.{name} differs after the resume"
