@@ -32,7 +32,7 @@ from typing import NoReturn
 
 import torch
 
-from gan_utils import checkpoints, data, distributed, recipes, runtime, training
+from gan_utils import checkpoints, data, distributed, models, recipes, runtime, training
 from gan_utils.pretrained import PretrainedError
 from gan_utils.runtime import sample, set_seed
 
@@ -240,16 +240,16 @@ def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
         raise CommandLineError(str(error).replace("data='mnist'", "--data mnist")) from None
 
 
-def load_data(recipe: recipes.Recipe) -> tuple[torch.Tensor, str]:
-    """The recipe's training samples and a description of where they came from."""
+def load_data(recipe: recipes.Recipe) -> tuple[torch.Tensor, torch.Tensor | None, int, str]:
+    """The recipe's data (samples, labels or None), how many samples it trains on, and their source."""
     if recipe.data == "mnist":
         mnist = data.load_mnist()
-        images = recipe.training_set(mnist.images, mnist.labels)
-        held_out = f", {len(mnist.images) - len(images)} held out" if len(images) < len(mnist.images) else ""
-        return images, f"MNIST ({mnist.source}, {len(images)} images{held_out})"
+        kept = len(recipe.training_set(mnist.images, mnist.labels))
+        held_out = f", {len(mnist.images) - kept} held out" if kept < len(mnist.images) else ""
+        return mnist.images, mnist.labels, kept, f"MNIST ({mnist.source}, {kept} images{held_out})"
     mixture = data.ring() if recipe.data == "ring" else data.grid()
     samples = mixture.sample(50_000, generator=torch.Generator().manual_seed(0))
-    return samples, f"{recipe.data} mixture, 50,000 samples"
+    return samples, None, len(samples), f"{recipe.data} mixture, 50,000 samples"
 
 
 class RunRecord:
@@ -343,7 +343,7 @@ class SampleGrids:
         if self.dataset == "mnist":
             from torchvision.utils import save_image
 
-            save_image(samples, path, nrow=8, normalize=True, value_range=(-1, 1))
+            save_image(samples, path, nrow=grid_columns(G), normalize=True, value_range=(-1, 1))
         else:
             import matplotlib
 
@@ -356,6 +356,11 @@ class SampleGrids:
             plt.close(ax.figure)
         self.last = (step, path)
         return path
+
+
+def grid_columns(G: torch.nn.Module) -> int:
+    """8 columns, or one per class for a conditional generator (`sample` draws the classes in turn)."""
+    return G.n_classes if models.is_conditional(G) else 8
 
 
 def check_new_run_folder(out: Path) -> None:
@@ -421,16 +426,16 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
             )
     elif main:  # the other ranks would find rank 0's first files
         check_new_run_folder(args.out)
-    real, source = load_data(recipe)
-    if recipe.batch_size > len(real):
+    real, labels, n_train, source = load_data(recipe)
+    if recipe.batch_size > n_train:
         raise CommandLineError(
-            f"--batch-size {recipe.batch_size} is larger than the {len(real):,} training samples ({source}); "
-            f"use at most {len(real)}."
+            f"--batch-size {recipe.batch_size} is larger than the {n_train:,} training samples ({source}); "
+            f"use at most {n_train}."
         )
-    if recipe.batch_size * context.world_size > len(real):
+    if recipe.batch_size * context.world_size > n_train:
         raise CommandLineError(
-            f"{context.world_size} processes x --batch-size {recipe.batch_size} exceed the {len(real):,} "
-            f"training samples; use --batch-size {len(real) // context.world_size} or less."
+            f"{context.world_size} processes x --batch-size {recipe.batch_size} exceed the {n_train:,} "
+            f"training samples; use --batch-size {n_train // context.world_size} or less."
         )
     record = RunRecord(args.out, args.command_line, device, source, args.checkpoint_every)  # reads it first
 
@@ -440,10 +445,11 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
     G, D = distributed.wrap_players(G, D, context, recipe.sync_batchnorm)
     if context.world_size > 1:  # same initial models everywhere (DDP also copies rank 0's), own noise
         set_seed(distributed.rank_seed(args.seed, context.rank))
-    batches = data.BatchIterator(real.to(device), batch_size=recipe.batch_size, drop_last=True)
+    batches = recipe.batches(real, labels, device)
     opt_G, opt_D = recipe.optimisers(G, D, capturable=args.cuda_graph)
     step = training.CUDAGraphStep(recipe.step()) if args.cuda_graph else recipe.step()
-    fixed_z = torch.randn(64, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+    grid_size = 80 if recipe.conditional else 64  # a conditional grid: 8 rows of the 10 classes
+    fixed_z = torch.randn(grid_size, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     if main:
         try:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -551,7 +557,7 @@ def sample_command(args: argparse.Namespace) -> int:
             "with gan_utils.viz.plot_mixture_samples."
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, args.out, nrow=8, normalize=True, value_range=(-1, 1))
+    save_image(images, args.out, nrow=grid_columns(G), normalize=True, value_range=(-1, 1))
     print(f"wrote {args.n} samples of {args.source} to {args.out}")
     return 0
 

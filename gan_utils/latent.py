@@ -7,12 +7,14 @@ Introduced in chapter 7.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import torch
 from torch import nn
 
+from gan_utils.models import balanced_labels, is_conditional
 from gan_utils.runtime import device_of, evaluating, sample
 
 
@@ -72,6 +74,10 @@ def expected_norm(latent_dim: int) -> float:
     return math.sqrt(2) * math.exp(math.lgamma((latent_dim + 1) / 2) - math.lgamma(latent_dim / 2))
 
 
+def _flat_image(G: nn.Module, z: torch.Tensor, label: tuple) -> torch.Tensor:
+    return G(z[None], *label).flatten()
+
+
 def steepest_directions(G: nn.Module, k: int = 4, n_points: int = 32, seed: int = 0) -> torch.Tensor:
     """The k unit directions in z that change G's image the most, on average over z ~ N(0, I).
 
@@ -79,18 +85,22 @@ def steepest_directions(G: nn.Module, k: int = 4, n_points: int = 32, seed: int 
     image with respect to z: for a small step eps * v the squared pixel change is about
     eps^2 v^T J^T J v, so the top eigenvector maximises the expected change per unit step. Returns
     ``[k, latent_dim]``, rows orthonormal, each signed so that its largest entry is positive.
+    A conditional generator's average also runs over its classes, point i drawing class i mod 10.
     """
     check_image_generator(G)
     if not isinstance(k, int) or not 1 <= k <= G.latent_dim:
         raise ValueError(f"k must be an integer in 1..{G.latent_dim}, got {k!r}.")
     device = device_of(G)
     z = torch.randn(n_points, G.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    classes = balanced_labels(n_points, G.n_classes, device) if is_conditional(G) else None
+    labels = [(y[None],) for y in classes] if classes is not None else [()] * n_points
     M = torch.zeros(G.latent_dim, G.latent_dim, dtype=torch.float64)
     with evaluating(G):
-        for point in z:
+        for point, label in zip(z, labels, strict=True):
             with warnings.catch_warnings():  # torch.func warns about its own use of torch.jit
                 warnings.simplefilter("ignore", FutureWarning)
-                J = torch.func.jacfwd(lambda v: G(v[None]).flatten())(point)  # [pixels, d], forward mode
+                image = functools.partial(_flat_image, G, label=label)
+                J = torch.func.jacfwd(image)(point)  # [pixels, d], forward mode
             M += (J.T @ J).double().cpu()
     _, vectors = torch.linalg.eigh(M / n_points)  # ascending eigenvalues
     directions = vectors[:, -k:].flip(1).T.float()

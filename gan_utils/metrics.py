@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from gan_utils.data import GaussianMixture2D, check_digit_images
+from gan_utils.models import is_conditional
 from gan_utils.runtime import check_count, device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
@@ -355,3 +356,46 @@ def evaluate_generator(
     classifier = classifier if classifier is not None else load_classifier()
     fake = digit_features(fake_images, classifier)
     return image_metrics(fake, digit_features(real_images, classifier))
+
+
+def conditional_metrics(
+    G: nn.Module,
+    real_images: torch.Tensor,
+    real_labels: torch.Tensor,
+    n_per_class: int = 500,
+    seed: int = 0,
+    classifier: nn.Module | None = None,
+) -> dict[str, float | list[float]]:
+    """Chapter 8's scores of a class-conditional generator, from ``n_per_class`` samples of every class.
+
+    - ``class_accuracy``: the share of samples the classifier reads as the class they were drawn for;
+    - ``frechet_distance``: all samples against all ``real_images``, as `evaluate_generator` does;
+    - ``class_precision`` and ``class_recall``: per class c, the samples of class c against the real
+      digits of class c (`precision_recall`), so a generator that draws one good 7 for every 7 scores
+      high precision but low recall for class 7: collapse *inside* a class shows here;
+    - ``min_class_recall``: the worst class's recall.
+    """
+    if not is_conditional(G):
+        raise TypeError(f"{type(G).__name__} is not conditional; score it with evaluate_generator.")
+    n_per_class, seed = (
+        check_count(n_per_class, "n_per_class", minimum=4),
+        check_count(seed, "seed", minimum=0),
+    )
+    real_images = check_digit_images(real_images, "real_images")
+    classifier = classifier if classifier is not None else load_classifier()
+    labels = torch.arange(G.n_classes).repeat_interleave(n_per_class)
+    z = torch.randn(len(labels), G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    fake = digit_features(sample(G, z, labels=labels), classifier)
+    real = digit_features(real_images, classifier)
+    per_class = [
+        precision_recall(real.features[real_labels == c], fake.features[labels == c])
+        for c in range(G.n_classes)
+    ]
+    recalls = [scores["recall"] for scores in per_class]
+    return {
+        "class_accuracy": (fake.probabilities.argmax(1) == labels).double().mean().item(),
+        "frechet_distance": frechet_distance(real.features, fake.features),
+        "class_precision": [scores["precision"] for scores in per_class],
+        "class_recall": recalls,
+        "min_class_recall": min(recalls),
+    }

@@ -300,3 +300,145 @@ def dcgan_mnist_discriminator(width: int = 16, norm: str = "batch") -> DCGANDisc
     D(x) and D(G(z)) curves for this one. ``norm``: see `DCGANDiscriminator`.
     """
     return DCGANDiscriminator(width=width, image_size=28, norm=norm).apply(init_weights)
+
+
+# ----------------------------------------------------------------------------- conditional DCGAN
+# Chapter 8. A conditional generator takes (z, y) with y a class index per sample; a conditional
+# discriminator scores (x, y): "is x a real example of class y?". Both carry ``n_classes``, which is
+# how the rest of the library tells them from unconditional ones (`is_conditional`).
+
+
+def is_conditional(model: nn.Module) -> bool:
+    """True for the models of chapter 8, which take class labels as a second input."""
+    return isinstance(getattr(model, "n_classes", None), int)
+
+
+def balanced_labels(n: int, n_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels 0, 1, ..., n_classes - 1, 0, 1, ... for ``n`` samples: every class equally often (to one)."""
+    return torch.arange(n, device=device) % n_classes
+
+
+def check_labels(y: torch.Tensor | None, n: int, n_classes: int) -> None:
+    """Refuse labels a conditional model cannot use, with the fix, before an embedding sees them."""
+    if y is None:
+        raise ValueError(
+            f"this model is conditional: pass class labels too, e.g. G(z, y) with y = "
+            f"torch.randint({n_classes}, (n,)), or use gan_utils.runtime.sample(G, z), which draws every "
+            "class in turn."
+        )
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.uint8):
+        kind = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(
+            f"class labels must be an integer tensor (torch.long) of class indices, got {kind}; "
+            "convert with y.long() (one-hot labels: y.argmax(1))."
+        )
+    if y.shape != (n,):
+        raise ValueError(f"class labels must have shape [{n}], one per sample, got {tuple(y.shape)}.")
+    capturing = y.is_cuda and torch.cuda.is_current_stream_capturing()  # a graph cannot read values
+    if n and not capturing and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(
+            f"class labels must lie in 0..{n_classes - 1}, got values from {int(y.min())} to {int(y.max())}."
+        )
+
+
+class ConditionalDCGANGenerator(nn.Module):
+    """(z [n, latent_dim], y [n]) -> images [n, channels, S, S] in [-1, 1]: a class-conditional DCGAN G.
+
+    The label enters as a learned embedding e(y) of size ``embedding_dim``, concatenated with z
+    (Mirza & Osindero, 2014, concatenate y with z; a learned embedding replaces their one-hot code).
+    The rest is `DCGANGenerator` with ``latent_dim + embedding_dim`` inputs.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 64,
+        n_classes: int = 10,
+        embedding_dim: int = 16,
+        channels: int = 1,
+        width: int = 64,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        latent_dim, channels, width = _check_generator_sizes(latent_dim, channels, width, image_size)
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        embedding_dim = check_count(embedding_dim, "embedding_dim")
+        self.latent_dim, self.image_size = latent_dim, image_size
+        self.sample_shape = (channels, image_size, image_size)
+        self.config = {"latent_dim": latent_dim, "n_classes": self.n_classes, "embedding_dim": embedding_dim,
+                       "channels": channels, "width": width, "image_size": image_size}  # fmt: skip
+        self.embedding = nn.Embedding(self.n_classes, embedding_dim)
+        self.body = DCGANGenerator(latent_dim + embedding_dim, channels, width, image_size)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_latent(z, self.latent_dim)
+        check_labels(y, len(z), self.n_classes)
+        return self.body(torch.cat([z, self.embedding(y.long())], dim=1))
+
+
+DISCRIMINATOR_CONDITIONINGS = ("projection", "concat")
+
+
+class ConditionalDCGANDiscriminator(nn.Module):
+    """(images [n, C, 28, 28], y [n]) -> logits [n]: chapter 4's 28x28 D told which class to expect.
+
+    ``conditioning`` picks how y enters:
+        "concat": y as ``n_classes`` one-hot planes stacked onto the image's channels (Mirza &
+            Osindero, 2014, concatenate y with D's input); the first convolution sees both;
+        "projection": D(x, y) = psi(phi(x)) + e(y) . phi(x) (Miyato & Koyama, 2018, eq. 3), where
+            phi(x) is the flattened [2w, 7, 7] feature map, psi is the unconditional head (the same
+            7x7 convolution as chapter 4's D) and e(y) a learned embedding of the size of phi(x).
+    """
+
+    def __init__(
+        self,
+        n_classes: int = 10,
+        channels: int = 1,
+        width: int = 32,
+        conditioning: str = "projection",
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if conditioning not in DISCRIMINATOR_CONDITIONINGS:
+            raise ValueError(
+                f"conditioning must be one of {DISCRIMINATOR_CONDITIONINGS}, got {conditioning!r}."
+            )
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        self.conditioning = conditioning
+        self.sample_shape = (check_count(channels, "channels"), 28, 28)
+        extra = self.n_classes if conditioning == "concat" else 0
+        body = DCGANDiscriminator(channels + extra, width, 28, norm).net
+        self.features = body[:-1]  # phi: [n, 2w, 7, 7]
+        self.head = body[-1]  # psi: the 7x7 convolution to one logit
+        feature_size = 2 * width * 7 * 7
+        self.embedding = None
+        if conditioning == "projection":  # zeros: D starts as chapter 4's unconditional one
+            self.embedding = nn.Embedding(self.n_classes, feature_size)
+            nn.init.zeros_(self.embedding.weight)
+        if self.embedding is not None and norm == "spectral":
+            nn.utils.parametrizations.spectral_norm(self.embedding)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_samples(x, self.sample_shape)
+        check_labels(y, len(x), self.n_classes)
+        y = y.long()
+        if self.conditioning == "concat":
+            planes = nn.functional.one_hot(y, self.n_classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
+        phi = self.features(x)
+        logits = self.head(phi).view(-1)
+        if self.embedding is not None:
+            logits = logits + (self.embedding(y) * phi.flatten(start_dim=1)).sum(dim=1)
+        return logits
+
+
+def cdcgan_mnist_generator(width: int = 32) -> ConditionalDCGANGenerator:
+    """Chapter 8's conditional G: chapter 4's 28x28 generator with a 16-d class embedding next to z."""
+    return ConditionalDCGANGenerator(latent_dim=64, width=width).apply(init_weights)
+
+
+def cdcgan_mnist_discriminator(
+    width: int = 16, conditioning: str = "projection", norm: str = "batch"
+) -> ConditionalDCGANDiscriminator:
+    """Chapter 8's conditional D: chapter 4's 28x28 discriminator, conditioned by projection or concat."""
+    D = ConditionalDCGANDiscriminator(width=width, conditioning=conditioning, norm=norm)
+    return D.apply(init_weights)

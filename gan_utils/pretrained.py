@@ -33,6 +33,7 @@ MANIFEST_NAME = "MANIFEST.json"
 ARCHITECTURES = {
     "MLPGenerator": models.MLPGenerator,
     "DCGANGenerator": models.DCGANGenerator,
+    "ConditionalDCGANGenerator": models.ConditionalDCGANGenerator,
     "MNISTClassifier": classifier.MNISTClassifier,
 }
 # lower-case letters and digits, joined by single "-", "_" or ".": no "/", no "..", no hidden files
@@ -147,9 +148,10 @@ def load_classifier(device: str | torch.device = "cpu") -> nn.Module:
 
 
 def _architecture_of(G: nn.Module) -> dict[str, Any]:
-    if isinstance(G, models.DCGANGenerator | models.MLPGenerator):
+    if type(G).__name__ in ARCHITECTURES and hasattr(G, "config"):
         return {"class": type(G).__name__, "kwargs": dict(G.config)}  # generators carry their own config
-    raise PretrainedError(f"export supports DCGANGenerator and MLPGenerator, not {type(G).__name__}.")
+    generators = ", ".join(name for name in ARCHITECTURES if name.endswith("Generator"))
+    raise PretrainedError(f"export supports {generators}, not {type(G).__name__}.")
 
 
 def check_new_name(name: str, weights_dir: str | os.PathLike = WEIGHTS_DIR, overwrite: bool = False) -> Path:

@@ -23,7 +23,7 @@ from gan_utils import classifier, models, stabilisers, training
 from gan_utils.data import BatchIterator
 from gan_utils.runtime import check_count, check_positive_number, set_seed
 
-MODELS = ("mlp", "dcgan")
+MODELS = ("mlp", "dcgan", "cdcgan")  # cdcgan: chapter 8's class-conditional DCGAN
 DATASETS = ("mnist", "ring", "grid")
 OPTIMISERS = ("adam", "rmsprop", "sgd")
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}  # name -> train_step's autocast dtype
@@ -34,7 +34,7 @@ class Recipe:
     """Everything that defines a GAN run except the data's source and the seed."""
 
     name: str  # shown in tables and titles
-    model: str  # "mlp" or "dcgan"
+    model: str  # "mlp", "dcgan" or "cdcgan" (conditional: trains on images and their labels)
     data: str  # "mnist", "ring" or "grid"
     steps: int  # generator updates of a full run
     batch_size: int = 64
@@ -61,6 +61,7 @@ class Recipe:
     held_out_per_class: int = 0  # MNIST: digits of each class kept out of training (see training_set)
     precision: str = "float32"  # "bfloat16": forward passes under autocast (train_step's precision)
     sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over all ranks (distributed.py)
+    conditioning: str = "projection"  # cdcgan only: how D sees the label, "projection" or "concat"
 
     def __post_init__(self) -> None:
         """Refuse impossible settings with one line each, so neither a reader's override from the
@@ -95,15 +96,22 @@ class Recipe:
             )
         if self.r1_gamma and self.gp_weight:
             raise ValueError("choose one penalty on D: r1_gamma or gp_weight, not both.")
-        if self.gp_weight and self.model == "dcgan" and self.d_norm == "batch":
+        if self.gp_weight and self.model != "mlp" and self.d_norm == "batch":
             raise ValueError(
                 "the gradient penalty is per sample, and BatchNorm mixes the samples of a batch: use it "
                 "with d_norm='none' (Gulrajani et al., 2017) or 'spectral'."
             )
         if self.augment and self.data != "mnist":
             raise ValueError("augment shifts and cuts images: use it with data='mnist'.")
+        if self.conditioning not in models.DISCRIMINATOR_CONDITIONINGS:
+            raise ValueError(
+                f"unknown conditioning {self.conditioning!r}; choose one of "
+                f"{', '.join(models.DISCRIMINATOR_CONDITIONINGS)}."
+            )
+        if not self.conditional and self.conditioning != Recipe.__dataclass_fields__["conditioning"].default:
+            raise ValueError("conditioning sets how a conditional D sees labels: use it with model='cdcgan'.")
         dcgan_only = ("d_norm", "generator_width", "discriminator_width")
-        if self.model != "dcgan" and any(
+        if self.model == "mlp" and any(
             getattr(self, n) != Recipe.__dataclass_fields__[n].default for n in dcgan_only
         ):
             raise ValueError(
@@ -126,7 +134,7 @@ class Recipe:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         if self.data not in DATASETS:
             raise ValueError(f"unknown data {self.data!r}; choose one of {', '.join(DATASETS)}.")
-        if self.model == "dcgan" and self.data != "mnist":
+        if self.model != "mlp" and self.data != "mnist":
             raise ValueError("the DCGAN draws images: use it with data='mnist'.")
         training.get_losses(self.loss)
 
@@ -140,6 +148,23 @@ class Recipe:
         if labels is None:
             raise ValueError(f"recipe {self.name!r} holds out digits per class: pass the labels too.")
         return samples[classifier.stratified_split(labels, self.held_out_per_class, seed=0)[0]]
+
+    @property
+    def conditional(self) -> bool:
+        """True when the recipe's models take class labels (chapter 8)."""
+        return self.model == "cdcgan"
+
+    def batches(
+        self, samples: torch.Tensor, labels: torch.Tensor | None = None, device: torch.device | str = "cpu"
+    ) -> BatchIterator:
+        """Shuffled batches of the recipe's `training_set` on ``device``, paired with their labels when the
+        recipe is conditional; full batches only, so every step sees ``batch_size`` samples."""
+        tensors = [self.training_set(samples, labels)]
+        if self.conditional:
+            if labels is None:
+                raise ValueError(f"recipe {self.name!r} trains a conditional GAN: pass the labels too.")
+            tensors.append(self.training_set(labels, labels))
+        return BatchIterator(*[t.to(device) for t in tensors], batch_size=self.batch_size, drop_last=True)
 
     def with_overrides(self, **overrides) -> Recipe:
         """A copy with some settings changed; unknown names are refused with the list of known ones."""
@@ -159,6 +184,9 @@ class Recipe:
         if self.model == "dcgan":
             G = models.dcgan_mnist_generator(self.generator_width)
             D = models.dcgan_mnist_discriminator(self.discriminator_width, self.d_norm)
+        elif self.model == "cdcgan":
+            G = models.cdcgan_mnist_generator(self.generator_width)
+            D = models.cdcgan_mnist_discriminator(self.discriminator_width, self.conditioning, self.d_norm)
         elif self.data == "mnist":
             G, D = models.mlp_mnist_generator(), models.mlp_mnist_discriminator()
         else:
@@ -236,6 +264,11 @@ PRESETS["dcgan-mnist-stable"] = PRESETS["dcgan-mnist"].with_overrides(
     ema_decay=0.999,
     held_out_per_class=100,
 )
+# Chapter 8's conditional DCGAN (shipped as cdcgan-mnist): chapter 6's recipe with a projection
+# discriminator, and the same 100 digits per class held out.
+PRESETS["cdcgan-mnist"] = PRESETS["dcgan-mnist-stable"].with_overrides(
+    name="cdcgan-mnist", model="cdcgan", steps=12000
+)
 
 
 def preset(name: str, **overrides) -> Recipe:
@@ -270,7 +303,7 @@ def train_recipe(
 ) -> TrainedRecipe:
     """Train ``recipe`` for ``recipe.steps`` steps on ``samples`` (images in [-1, 1] or 2-D points) from
     ``seed``: models, optimisers, step, schedule and EMA all as the recipe says (``labels`` are needed
-    when the recipe holds digits out, `Recipe.training_set`). One call, one run;
+    when the recipe holds digits out, `Recipe.training_set`, or is conditional). One call, one run;
     chapters, benchmarks and `toys` use it, and the command line adds checkpoints around the same parts.
     ``cuda_graph=True`` (CUDA only) records the step once and replays it (`training.CUDAGraphStep`)."""
     set_seed(seed)
@@ -278,9 +311,7 @@ def train_recipe(
     opt_G, opt_D = recipe.optimisers(G, D, capturable=cuda_graph)
     step = training.CUDAGraphStep(recipe.step()) if cuda_graph else recipe.step()
     ema = recipe.ema(G)
-    data = BatchIterator(
-        recipe.training_set(samples, labels).to(device), batch_size=recipe.batch_size, drop_last=True
-    )
+    data = recipe.batches(samples, labels, device)
     callbacks = [*callbacks, *recipe.schedule(opt_G, opt_D), *([ema] if ema else [])]
     start = time.perf_counter()
     history = training.train(G, D, opt_G, opt_D, data, recipe.steps, step, callbacks=callbacks,

@@ -126,17 +126,26 @@ def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
             module.train(mode)
 
 
-def sample(G: torch.nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def sample(
+    G: torch.nn.Module, z: torch.Tensor, batch_size: int = 500, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """``G(z)`` in eval mode without gradients, ``batch_size`` rows at a time, returned on the CPU.
 
     ``z`` may live on any device; each batch moves to G's. G's training mode is restored afterwards.
+    A conditional generator (chapter 8) draws class ``labels[i]`` for row i; without labels it draws
+    every class in turn (0, 1, ..., 9, 0, ...), so n samples hold each class equally often.
     """
+    from gan_utils.models import balanced_labels, is_conditional
+
     batch_size = check_count(batch_size, "batch_size")
     device = device_of(G)
+    if is_conditional(G) and labels is None:
+        labels = balanced_labels(len(z), G.n_classes)
     with evaluating(G), torch.no_grad():
-        return torch.cat(
-            [G(z[start : start + batch_size].to(device)).cpu() for start in range(0, len(z), batch_size)]
-        )
+        return torch.cat([
+            G(*[t[start : start + batch_size].to(device) for t in (z, labels) if t is not None]).cpu()
+            for start in range(0, len(z), batch_size)
+        ])  # fmt: skip
 
 
 def is_quick_mode() -> bool:

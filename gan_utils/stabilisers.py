@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from gan_utils import losses
+from gan_utils import losses, models
 from gan_utils.runtime import check_positive_number
 
 AUGMENTATIONS = ("translation", "cutout")
@@ -35,8 +35,11 @@ class GradientPenalty:
     def __init__(self, weight: float = 10.0) -> None:
         self.weight = check_positive_number(weight, "the gradient penalty's weight")
 
-    def __call__(self, D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-        return self.weight * losses.gradient_penalty(D, x_real, x_fake)
+    def __call__(self, D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, *labels) -> torch.Tensor:
+        def critic(x_hat: torch.Tensor) -> torch.Tensor:  # x_hat keeps the label of its real sample
+            return D(x_hat, *labels)
+
+        return self.weight * losses.gradient_penalty(critic, x_real, x_fake)
 
     def __repr__(self) -> str:
         return f"GradientPenalty(weight={self.weight})"
@@ -110,8 +113,9 @@ def recompute_batchnorm(G: nn.Module, batches: int = 16, batch_size: int = 256, 
     device = next(G.parameters()).device
     noise = torch.Generator().manual_seed(seed)
     G.train()
+    labels = (models.balanced_labels(batch_size, G.n_classes, device),) if models.is_conditional(G) else ()
     for _ in range(batches):
-        G(torch.randn(batch_size, G.latent_dim, generator=noise).to(device))
+        G(torch.randn(batch_size, G.latent_dim, generator=noise).to(device), *labels)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return G.eval()
@@ -181,5 +185,5 @@ class DiffAugment(nn.Module):
             images = cutout(images, size // 2)
         return images
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.D(self.augment(images) if self.training else images)
+    def forward(self, images: torch.Tensor, *labels: torch.Tensor) -> torch.Tensor:
+        return self.D(self.augment(images) if self.training else images, *labels)

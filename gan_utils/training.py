@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from gan_utils import checkpoints, distributed, losses
 from gan_utils.data import BatchIterator, check_image_range
+from gan_utils.models import is_conditional
 from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 DiscriminatorLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real logits, fake logits)
@@ -103,9 +104,9 @@ class R1Penalty:
             raise ValueError(f"R1 gamma must be positive, got {gamma}.")
         self.gamma = gamma
 
-    def __call__(self, D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
+    def __call__(self, D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor, *labels) -> torch.Tensor:
         x_real = x_real.detach().requires_grad_(True)
-        return losses.r1_penalty(D(x_real), x_real, self.gamma)
+        return losses.r1_penalty(D(x_real, *labels), x_real, self.gamma)
 
     def __repr__(self) -> str:
         return f"R1Penalty(gamma={self.gamma})"
@@ -138,6 +139,11 @@ def _no_sync(D: nn.Module) -> contextlib.AbstractContextManager:
     return D.no_sync() if hasattr(D, "no_sync") else contextlib.nullcontext()
 
 
+def _images_and_labels(batch: torch.Tensor | tuple | list) -> tuple[torch.Tensor, ...]:
+    """(images,) for an unconditional batch, (images, labels) for a labelled one."""
+    return tuple(batch) if isinstance(batch, tuple | list) else (batch,)
+
+
 def _autocast(x: torch.Tensor, precision: torch.dtype | None) -> torch.autocast:
     """Mixed precision on ``x``'s device when ``precision`` is given, else a context that changes nothing.
 
@@ -151,7 +157,7 @@ def train_step(
     D: nn.Module,
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
-    real_batches: Iterator[torch.Tensor],
+    real_batches: Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
     loss: str | tuple[DiscriminatorLoss, GeneratorLoss] = "non-saturating",
     d_steps: int = 1,
     d_penalty: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -175,6 +181,10 @@ def train_step(
     ``noise(n, latent_dim, device)`` draws G's inputs; None draws ``torch.randn`` from torch's
     global generator.
 
+    Conditional GANs (chapter 8): when the batches are pairs (images, labels), G draws its fakes for
+    the real batch's labels, D scores every batch with its labels, and ``d_penalty`` gets them too.
+    So the fakes follow the data's class frequencies, and D compares real and fake of the same classes.
+
     Returns detached scalar tensors (no host sync): ``loss_D`` and ``loss_G``; ``D(x)`` and
     ``D(G(z))``, the mean sigmoid of D's logits on real and fake samples in its last update (D's
     probability of "real" for the log losses; for hinge and Wasserstein critics only a squashed
@@ -191,15 +201,15 @@ def train_step(
 
     # ---- update D, k times: minimise loss_D, which rewards high logits on x_real and low ones on G(z)
     for _ in range(d_steps):
-        x_real = next(real_batches)
+        x_real, *y = _images_and_labels(next(real_batches))  # y: [labels] (conditional) or []
         z = draw(x_real.shape[0], G.latent_dim, x_real.device)
         with torch.set_grad_enabled(reuse_fakes), _autocast(x_real, precision):
-            x_fake = G(z)  # keeps its graph only when G will reuse it
+            x_fake = G(z, *y)  # keeps its graph only when G will reuse it
         _check_batch_fits(x_real, x_fake)
         with _autocast(x_real, precision):
-            real_logits, fake_logits = D(x_real), D(x_fake.detach())
+            real_logits, fake_logits = D(x_real, *y), D(x_fake.detach(), *y)
         loss_D = loss_D_fn(real_logits.float(), fake_logits.float())
-        penalty = d_penalty(D, x_real, x_fake.detach()) if d_penalty is not None else None
+        penalty = d_penalty(D, x_real, x_fake.detach(), *y) if d_penalty is not None else None
         opt_D.zero_grad(set_to_none=True)
         (loss_D if penalty is None else loss_D + penalty).backward()
         opt_D.step()
@@ -210,8 +220,8 @@ def train_step(
     with _no_sync(D):
         with _autocast(x_real, precision):
             if not reuse_fakes:
-                x_fake = G(draw(x_real.shape[0], G.latent_dim, x_real.device))
-            fake_logits_G = D(x_fake)
+                x_fake = G(draw(x_real.shape[0], G.latent_dim, x_real.device), *y)
+            fake_logits_G = D(x_fake, *y)
         loss_G = loss_G_fn(fake_logits_G.float())
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -303,8 +313,14 @@ class _CountedBatches:
         return self
 
     def __next__(self) -> torch.Tensor:
-        self.seen.append(next(self.batches))
-        return self.seen[-1]
+        batch = next(self.batches)
+        if not isinstance(batch, torch.Tensor):
+            raise ValueError(
+                "CUDAGraphStep records steps on image batches only; a conditional GAN's (images, labels) "
+                "batches are not supported yet: train it without --cuda-graph."
+            )
+        self.seen.append(batch)
+        return batch
 
 
 def _check_recordable(G: nn.Module, D: nn.Module, *optimisers: torch.optim.Optimizer) -> None:
@@ -622,9 +638,10 @@ def _check_first_batch(batch: torch.Tensor) -> None:
 class _CountingStream:
     """Real batches with a count of how many were taken, so a checkpoint can record the position."""
 
-    def __init__(self, batches: Iterator, position: int) -> None:
+    def __init__(self, batches: Iterator, position: int, keep_labels: bool = False) -> None:
         self.batches = batches
         self.position = position
+        self.keep_labels = keep_labels
         self.checked = False
 
     def __iter__(self):
@@ -633,11 +650,11 @@ class _CountingStream:
     def __next__(self) -> torch.Tensor:
         batch = next(self.batches)
         self.position += 1
-        batch = batch[0] if isinstance(batch, tuple | list) else batch
+        images = batch[0] if isinstance(batch, tuple | list) else batch
         if not self.checked:
-            _check_first_batch(batch)
+            _check_first_batch(images)
             self.checked = True
-        return batch
+        return (images, batch[1]) if self.keep_labels else images
 
 
 def _say_at_once(text: str, queue: list[str]) -> None:
@@ -751,7 +768,8 @@ def train(
 
     Args:
         data: a `BatchIterator`. Batches come from its seeded stream (`BatchIterator.resumable`),
-            shuffled anew each epoch; a tuple batch contributes its first tensor.
+            shuffled anew each epoch. A tuple batch contributes its first tensor, and its second
+            (the labels) too when G is conditional (chapter 8).
         step: ``step(G, D, opt_G, opt_D, real_batches) -> dict of scalar tensors``; `train_step` by
             default. Options go in with `functools.partial`, e.g.
             ``partial(train_step, loss="hinge", d_penalty=R1Penalty(1.0))``.
@@ -795,7 +813,14 @@ def train(
     else:
         done, history, position, data_seed = start.step, start.history, start.data_position, start.data_seed
     rank, world_size = distributed.rank_and_world()  # under torchrun each rank takes its own slice
-    real_batches = _CountingStream(data.resumable(data_seed, position, rank, world_size), position)
+    conditional = is_conditional(distributed.unwrap(G))
+    if conditional and len(data.tensors) < 2:
+        raise ValueError(
+            f"{type(distributed.unwrap(G)).__name__} is conditional: build the data with its labels, "
+            "BatchIterator(images, labels, batch_size=...)."
+        )
+    stream = data.resumable(data_seed, position, rank, world_size)
+    real_batches = _CountingStream(stream, position, keep_labels=conditional)
     recorder = _Recorder(history, functools.partial(_state_after_divergence, checkpointers))
 
     def state_at(step_number: int) -> TrainState:  # callbacks see the models, not their DDP wrappers

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from gan_utils import latent
+from gan_utils.models import is_conditional
 from gan_utils.runtime import sample
 
 STATIC_JS = Path(__file__).resolve().parent / "static" / "latent_explorer.js"
@@ -35,6 +36,11 @@ def _check_directions(directions: torch.Tensor, latent_dim: int) -> torch.Tensor
             f"directions must have shape [k, {latent_dim}], a row per slider; got {tuple(directions.shape)}."
         )
     return directions
+
+
+def _check_label(label: int, n_classes: int) -> None:
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n_classes:
+        raise ValueError(f"label must be a class index in 0..{n_classes - 1}, got {label!r}.")
 
 
 def image_png(image: torch.Tensor, scale: int = 6) -> bytes:
@@ -60,9 +66,11 @@ class LatentExplorer:
         n_sliders: how many default directions to compute when ``directions`` is None.
         seed: seed of the starting z (the seed box); "random z" draws a new seed.
         limit: sliders run from -limit to +limit.
+        label: the class drawn first by a conditional generator (chapter 8); it gets a class selector.
 
-    Display it as the last expression of a cell. ``explorer.sliders``, ``explorer.seed`` and
-    ``explorer.image`` are the widgets; setting a slider's ``value`` redraws ``explorer.image``.
+    Display it as the last expression of a cell. ``explorer.sliders``, ``explorer.seed``,
+    ``explorer.label`` (None for an unconditional G) and ``explorer.image`` are the widgets; setting
+    a slider's or the class selector's ``value`` redraws ``explorer.image``.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class LatentExplorer:
         n_sliders: int = 4,
         seed: int = 0,
         limit: float = 3.0,
+        label: int = 0,
     ) -> None:
         import ipywidgets as widgets
 
@@ -93,12 +102,18 @@ class LatentExplorer:
             )  # fmt: skip
             for k in range(len(self.directions))
         ]
+        self.label = None
+        if is_conditional(G):
+            _check_label(label, G.n_classes)
+            self.label = widgets.Dropdown(options=list(range(G.n_classes)), value=label, description="class")
+            self.label.observe(lambda change: self.redraw(), names="value")
         self.image = widgets.Image(format="png")
         self.seed.observe(lambda change: self._new_start(), names="value")
         self.random_button.on_click(lambda button: setattr(self.seed, "value", random.randrange(100_000)))
         for slider in self.sliders:
             slider.observe(lambda change: self.redraw(), names="value")
-        controls = widgets.VBox([widgets.HBox([self.seed, self.random_button]), *self.sliders])
+        header = [self.seed, self.random_button, *([self.label] if self.label is not None else [])]
+        controls = widgets.VBox([widgets.HBox(header), *self.sliders])
         self.widget = widgets.HBox([self.image, controls])
         self._new_start()
 
@@ -113,7 +128,8 @@ class LatentExplorer:
         return self.z_start + amounts @ self.directions
 
     def redraw(self) -> None:
-        self.image.value = image_png(sample(self.G, self.z()[None])[0])
+        labels = torch.tensor([self.label.value]) if self.label is not None else None
+        self.image.value = image_png(sample(self.G, self.z()[None], labels=labels)[0])
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -122,18 +138,23 @@ class LatentExplorer:
 # ----------------------------------------------------------------------------- static explorer
 
 
-def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str]:
-    """Describe G.net layer by layer for the JavaScript forward pass; return (layers, tensors, input)."""
-    from gan_utils.models import DCGANGenerator, MLPGenerator
+def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str, dict | None]:
+    """Describe G.net layer by layer for the JavaScript forward pass; return (layers, tensors, input,
+    embedding). A conditional generator's class embedding, concatenated after z, is the last item."""
+    from gan_utils.models import ConditionalDCGANGenerator, DCGANGenerator, MLPGenerator
 
+    embedding_layer = None
+    if isinstance(G, ConditionalDCGANGenerator):
+        embedding_layer, G = G.embedding, G.body
     if isinstance(G, DCGANGenerator):
         input_kind = "map"  # z enters as a [latent_dim, 1, 1] feature map
     elif isinstance(G, MLPGenerator):
         input_kind = "vector"
     else:
         raise TypeError(
-            f"the static explorer has JavaScript layers for MLPGenerator and DCGANGenerator, not "
-            f"{type(G).__name__}; use LatentExplorer in JupyterLab for other generators."
+            f"the static explorer has JavaScript layers for MLPGenerator, DCGANGenerator and "
+            f"ConditionalDCGANGenerator, not {type(G).__name__}; use LatentExplorer in JupyterLab for "
+            "other generators."
         )
     layers, tensors, offset = [], [], 0
 
@@ -169,27 +190,40 @@ def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str]:
             layers.append({"type": "tanh"})
         else:
             raise TypeError(f"the static explorer has no JavaScript version of {type(module).__name__}.")
-    return layers, tensors, input_kind
+    embedding = None
+    if embedding_layer is not None:  # rows: one vector per class, appended to z
+        embedding = {"n_classes": embedding_layer.num_embeddings, "dim": embedding_layer.embedding_dim,
+                     "weight": slot(embedding_layer.weight)}  # fmt: skip
+    return layers, tensors, input_kind, embedding
 
 
 def static_explorer_html(
-    G: nn.Module, name: str, directions: torch.Tensor, seed: int = 0, limit: float = 3.0, scale: int = 6
+    G: nn.Module,
+    name: str,
+    directions: torch.Tensor,
+    seed: int = 0,
+    limit: float = 3.0,
+    scale: int = 6,
+    label: int = 0,
 ) -> str:
     """Self-contained HTML+JS for the static site: canvas, seed box, "random z" and one slider per direction.
 
+    A conditional generator (chapter 8) also gets a class selector, starting at ``label``; the
+    JavaScript looks up the class's embedding and appends it to z, as the PyTorch model does.
+
     Weights are stored as float16 when that loses nothing (the shipped generators are float16 on
-    disk), else float32. The page exposes ``window.ganLatentExplorers[name].forward(z)`` so tests can
+    disk), else float32. The page exposes ``window.ganLatentExplorers[name].forward(z, label)`` so tests can
     compare the JavaScript forward pass with PyTorch's. Nothing is loaded from the network.
     """
     output_shape = latent.check_image_generator(G)
     directions = _check_directions(directions, G.latent_dim)
-    layers, tensors, input_kind = _export_layers(G)
+    layers, tensors, input_kind, embedding = _export_layers(G)
     flat = torch.cat(tensors)
     lossless_half = torch.equal(flat.half().float(), flat)
     raw = (flat.half() if lossless_half else flat).numpy().tobytes()
     model = {
         "name": name, "latent_dim": G.latent_dim, "input": input_kind, "output_shape": list(output_shape),
-        "layers": layers, "directions": directions.tolist(),
+        "layers": layers, "embedding": embedding, "directions": directions.tolist(),
         "dtype": "float16" if lossless_half else "float32",
         "weights": base64.b64encode(raw).decode("ascii"),
     }  # fmt: skip
@@ -201,6 +235,14 @@ def static_explorer_html(
         f'<span style="font-family:monospace">0.0</span></label>'
         for k in range(len(directions))
     )
+    class_selector = ""
+    if embedding is not None:
+        _check_label(label, embedding["n_classes"])
+        options = "".join(
+            f'<option value="{c}"{" selected" if c == label else ""}>{c}</option>'
+            for c in range(embedding["n_classes"])
+        )
+        class_selector = f' &nbsp;<label>class <select class="gan-class">{options}</select></label>'
     size = output_shape[1] * scale, output_shape[2] * scale
     box = "display:flex;gap:1.5em;align-items:center;flex-wrap:wrap"
     look = f"width:{size[1]}px;height:{size[0]}px;image-rendering:pixelated;border:1px solid #888"
@@ -209,7 +251,7 @@ def static_explorer_html(
 <div>
 <div style="margin-bottom:0.4em"><strong>{html.escape(name)}</strong> in your browser &nbsp;
 <label>seed <input class="gan-seed" type="number" value="{seed}" style="width:6em"></label>
-<button class="gan-random" type="button">random z</button></div>
+<button class="gan-random" type="button">random z</button>{class_selector}</div>
 {sliders}
 <div class="gan-timing" style="font-size:80%;color:#666"></div>
 </div>

@@ -81,3 +81,35 @@ def test_static_explorer_refuses_layers_it_has_no_javascript_for():
     G.net[2] = nn.SiLU()
     with pytest.raises(TypeError, match="no JavaScript version of SiLU"):
         widgets.static_explorer_html(G, "silu", torch.eye(8)[:1])
+
+
+@pytest.fixture
+def tiny_conditional():
+    torch.manual_seed(0)
+    G = models.ConditionalDCGANGenerator(latent_dim=8, embedding_dim=4, width=4)
+    return G.apply(models.init_weights).eval()
+
+
+def test_conditional_explorer_has_a_class_selector_that_redraws(tiny_conditional):
+    explorer = widgets.LatentExplorer(tiny_conditional, directions=torch.eye(8)[:2], label=3)
+    assert explorer.label.options == tuple(range(10)) and explorer.label.value == 3
+    before = bytes(explorer.image.value)
+    explorer.label.value = 7
+    assert bytes(explorer.image.value) != before
+    expected = widgets.image_png(tiny_conditional(explorer.z()[None], torch.tensor([7]))[0].detach())
+    assert bytes(explorer.image.value) == expected
+    assert widgets.LatentExplorer(models.DCGANGenerator(latent_dim=8, width=4)).label is None
+    with pytest.raises(ValueError, match=r"class index in 0\.\.9"):
+        widgets.LatentExplorer(tiny_conditional, directions=torch.eye(8)[:2], label=10)
+
+
+def test_static_html_of_a_conditional_generator_carries_its_embedding(tiny_conditional):
+    page = widgets.static_explorer_html(tiny_conditional, "tiny-conditional", torch.eye(8)[:2], label=4)
+    model = _model_json(page)
+    assert model["embedding"]["n_classes"] == 10 and model["embedding"]["dim"] == 4
+    assert len(model["layers"]) == len(tiny_conditional.body.net)
+    assert page.count("<option") == 10 and '<option value="4" selected>' in page
+    unconditional = _model_json(
+        widgets.static_explorer_html(models.DCGANGenerator(8, width=4), "u", torch.eye(8)[:1])
+    )
+    assert unconditional["embedding"] is None

@@ -89,8 +89,18 @@
   function makeForward(model) {
     const weights = decodeWeights(model.weights, model.dtype);
     const p = (slice) => weights.subarray(slice[0], slice[0] + slice[1]);
-    return function forward(z) {
-      let x = { data: Float64Array.from(z), shape: model.input === "map" ? [z.length, 1, 1] : [z.length] };
+    // a conditional generator appends its class embedding to z (models.ConditionalDCGANGenerator)
+    const withClass = (z, label) => {
+      if (!model.embedding) return Float64Array.from(z);
+      const { dim, weight } = model.embedding, row = p(weight).subarray(label * dim, (label + 1) * dim);
+      const input = new Float64Array(z.length + dim);
+      input.set(z);
+      input.set(row, z.length);
+      return input;
+    };
+    return function forward(z, label = 0) {
+      const input = withClass(z, label);
+      let x = { data: input, shape: model.input === "map" ? [input.length, 1, 1] : [input.length] };
       for (const layer of model.layers) x = LAYERS[layer.type](layer, p, x);
       return Float32Array.from(x.data);
     };
@@ -131,7 +141,8 @@
     const forward = makeForward(model);
     const canvas = root.querySelector("canvas"), seedBox = root.querySelector(".gan-seed");
     const sliders = Array.from(root.querySelectorAll(".gan-direction"));
-    const timing = root.querySelector(".gan-timing");
+    const timing = root.querySelector(".gan-timing"), classBox = root.querySelector(".gan-class");
+    const currentLabel = () => (classBox ? Number(classBox.value) : 0);
     let base = normals(Number(seedBox.value), model.latent_dim);
     const currentZ = () => {
       const z = Float64Array.from(base);
@@ -144,10 +155,11 @@
     };
     const redraw = () => {
       const start = performance.now();
-      draw(canvas, forward(currentZ()), model.output_shape);
+      draw(canvas, forward(currentZ(), currentLabel()), model.output_shape);
       timing.textContent = `forward pass ${(performance.now() - start).toFixed(1)} ms`;
     };
     sliders.forEach((slider) => slider.addEventListener("input", redraw));
+    if (classBox) classBox.addEventListener("change", redraw);
     seedBox.addEventListener("change", () => {
       base = normals(Number(seedBox.value), model.latent_dim);
       redraw();
@@ -158,7 +170,7 @@
     });
     redraw();
     window.ganLatentExplorers = window.ganLatentExplorers || {};
-    window.ganLatentExplorers[model.name] = { forward, redraw, currentZ, model };
+    window.ganLatentExplorers[model.name] = { forward, redraw, currentZ, currentLabel, model };
   }
 
   document.querySelectorAll(".gan-latent-explorer[data-model]").forEach((root) => {
