@@ -26,7 +26,9 @@ BUDGET_SECONDS = {  # DESIGN.md section 5, full mode; quick mode is 45 s for eve
     "03_mlp_gan": 180,
     "04_dcgan": 300,
     "05_evaluation": 180,
+    "06_stable_training": 300,
     "07_latent_space": 60,
+    "08_conditional": 300,
 }
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from gan_utils.data import GaussianMixture2D, check_digit_images
-from gan_utils.models import is_conditional
+from gan_utils.models import balanced_labels, is_conditional
 from gan_utils.runtime import check_count, device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
@@ -382,8 +382,13 @@ def conditional_metrics(
         check_count(seed, "seed", minimum=0),
     )
     real_images = check_digit_images(real_images, "real_images")
+    if not isinstance(real_labels, torch.Tensor) or real_labels.shape != (len(real_images),):
+        raise ValueError(
+            f"real_labels must be a tensor of {len(real_images)} class indices, one per real image."
+        )
     classifier = classifier if classifier is not None else load_classifier()
-    labels = torch.arange(G.n_classes).repeat_interleave(n_per_class)
+    labels = balanced_labels(G.n_classes * n_per_class, G.n_classes)  # as `sample`: the same samples as
+    # evaluate_generator for the same n and seed
     z = torch.randn(len(labels), G.latent_dim, generator=torch.Generator().manual_seed(seed))
     fake = digit_features(sample(G, z, labels=labels), classifier)
     real = digit_features(real_images, classifier)

@@ -334,8 +334,10 @@ def check_labels(y: torch.Tensor | None, n: int, n_classes: int) -> None:
         )
     if y.shape != (n,):
         raise ValueError(f"class labels must have shape [{n}], one per sample, got {tuple(y.shape)}.")
-    capturing = y.is_cuda and torch.cuda.is_current_stream_capturing()  # a graph cannot read values
-    if n and not capturing and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+    # Values are read on the CPU only: on a GPU each read would stall the queue of kernels, so there
+    # `training.train` checks the first batch's labels once and an embedding catches the rest
+    # (as a device-side assert).
+    if not y.is_cuda and n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValueError(
             f"class labels must lie in 0..{n_classes - 1}, got values from {int(y.min())} to {int(y.max())}."
         )
@@ -344,9 +346,10 @@ def check_labels(y: torch.Tensor | None, n: int, n_classes: int) -> None:
 class ConditionalDCGANGenerator(nn.Module):
     """(z [n, latent_dim], y [n]) -> images [n, channels, S, S] in [-1, 1]: a class-conditional DCGAN G.
 
-    The label enters as a learned embedding e(y) of size ``embedding_dim``, concatenated with z
-    (Mirza & Osindero, 2014, concatenate y with z; a learned embedding replaces their one-hot code).
-    The rest is `DCGANGenerator` with ``latent_dim + embedding_dim`` inputs.
+    The label enters as a learned embedding e(y) of size ``embedding_dim``, concatenated with z.
+    Mirza & Osindero (2014) pass a one-hot y through its own hidden layer before joining z's; a one-hot
+    code times a weight matrix is exactly a learned embedding. The rest is `DCGANGenerator` with
+    ``latent_dim + embedding_dim`` inputs.
     """
 
     def __init__(
@@ -382,11 +385,14 @@ class ConditionalDCGANDiscriminator(nn.Module):
     """(images [n, C, 28, 28], y [n]) -> logits [n]: chapter 4's 28x28 D told which class to expect.
 
     ``conditioning`` picks how y enters:
-        "concat": y as ``n_classes`` one-hot planes stacked onto the image's channels (Mirza &
-            Osindero, 2014, concatenate y with D's input); the first convolution sees both;
+        "concat": y as ``n_classes`` one-hot planes stacked onto the image's channels, so the first
+            convolution sees pixels and class together (input concatenation, in the spirit of Mirza &
+            Osindero, 2014, who join a hidden layer of y with one of x);
         "projection": D(x, y) = psi(phi(x)) + e(y) . phi(x) (Miyato & Koyama, 2018, eq. 3), where
             phi(x) is the flattened [2w, 7, 7] feature map, psi is the unconditional head (the same
-            7x7 convolution as chapter 4's D) and e(y) a learned embedding of the size of phi(x).
+            7x7 convolution as chapter 4's D) and e(y) a learned embedding of the size of phi(x). The
+            paper sums phi over positions (a vector of channels); keeping the map makes e(y) a
+            per-class spatial template. The derivation holds for any phi.
     """
 
     def __init__(
@@ -411,11 +417,13 @@ class ConditionalDCGANDiscriminator(nn.Module):
         self.head = body[-1]  # psi: the 7x7 convolution to one logit
         feature_size = 2 * width * 7 * 7
         self.embedding = None
-        if conditioning == "projection":  # zeros: D starts as chapter 4's unconditional one
+        if conditioning == "projection":
             self.embedding = nn.Embedding(self.n_classes, feature_size)
-            nn.init.zeros_(self.embedding.weight)
-        if self.embedding is not None and norm == "spectral":
-            nn.utils.parametrizations.spectral_norm(self.embedding)
+            if norm == "spectral":  # sigma(0) = 0 would divide by zero: a small random start instead
+                nn.init.normal_(self.embedding.weight, 0.0, 0.02)
+                nn.utils.parametrizations.spectral_norm(self.embedding)
+            else:  # zeros: D starts as chapter 4's unconditional one
+                nn.init.zeros_(self.embedding.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_samples(x, self.sample_shape)

@@ -141,6 +141,8 @@ def sample(
     device = device_of(G)
     if is_conditional(G) and labels is None:
         labels = balanced_labels(len(z), G.n_classes)
+    elif labels is not None and not is_conditional(G):
+        raise ValueError(f"{type(G).__name__} is not conditional; sample it without labels.")
     with evaluating(G), torch.no_grad():
         return torch.cat([
             G(*[t[start : start + batch_size].to(device) for t in (z, labels) if t is not None]).cpu()

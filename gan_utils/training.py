@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from gan_utils import checkpoints, distributed, losses
 from gan_utils.data import BatchIterator, check_image_range
-from gan_utils.models import is_conditional
+from gan_utils.models import check_labels, is_conditional
 from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 DiscriminatorLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (real logits, fake logits)
@@ -638,10 +638,10 @@ def _check_first_batch(batch: torch.Tensor) -> None:
 class _CountingStream:
     """Real batches with a count of how many were taken, so a checkpoint can record the position."""
 
-    def __init__(self, batches: Iterator, position: int, keep_labels: bool = False) -> None:
+    def __init__(self, batches: Iterator, position: int, n_classes: int | None = None) -> None:
         self.batches = batches
         self.position = position
-        self.keep_labels = keep_labels
+        self.keep_labels, self.n_classes = n_classes is not None, n_classes
         self.checked = False
 
     def __iter__(self):
@@ -653,6 +653,8 @@ class _CountingStream:
         images = batch[0] if isinstance(batch, tuple | list) else batch
         if not self.checked:
             _check_first_batch(images)
+            if self.keep_labels:  # once, on any device (a conditional model reads values on the CPU only)
+                check_labels(batch[1].cpu(), len(images), self.n_classes)
             self.checked = True
         return (images, batch[1]) if self.keep_labels else images
 
@@ -813,14 +815,14 @@ def train(
     else:
         done, history, position, data_seed = start.step, start.history, start.data_position, start.data_seed
     rank, world_size = distributed.rank_and_world()  # under torchrun each rank takes its own slice
-    conditional = is_conditional(distributed.unwrap(G))
-    if conditional and len(data.tensors) < 2:
+    n_classes = distributed.unwrap(G).n_classes if is_conditional(distributed.unwrap(G)) else None
+    if n_classes and len(data.tensors) < 2:
         raise ValueError(
             f"{type(distributed.unwrap(G)).__name__} is conditional: build the data with its labels, "
             "BatchIterator(images, labels, batch_size=...)."
         )
     stream = data.resumable(data_seed, position, rank, world_size)
-    real_batches = _CountingStream(stream, position, keep_labels=conditional)
+    real_batches = _CountingStream(stream, position, n_classes)
     recorder = _Recorder(history, functools.partial(_state_after_divergence, checkpointers))
 
     def state_at(step_number: int) -> TrainState:  # callbacks see the models, not their DDP wrappers

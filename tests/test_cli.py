@@ -32,10 +32,11 @@ def test_tiny_run_writes_checkpoint_and_png_then_resumes(tmp_path):
     assert payload["step"] == 30 and payload["history"]["step"] == list(range(1, 31))
 
 
-@pytest.mark.parametrize("name", ["dcgan-mnist", "dcgan-mnist-stable"])
+@pytest.mark.parametrize("name", ["dcgan-mnist", "dcgan-mnist-stable", "cdcgan-mnist"])
 def test_the_cli_reproduces_a_preset_trained_from_python_bit_for_bit(tmp_path, name):
-    """Chapter 4's preset (batch 128, lr 5e-4, reuse_fakes, LR decay, channels_last) and chapter 6's, which
-    trains the shipped dcgan-mnist (wider, R1, an EMA of G, 100 digits per class held out): 20 steps each."""
+    """Chapter 4's preset (batch 128, lr 5e-4, reuse_fakes, LR decay, channels_last), chapter 6's, which
+    trains the shipped dcgan-mnist (wider, R1, an EMA of G, 100 digits per class held out), and chapter
+    8's conditional one, which also trains on the labels: 20 steps each."""
     out = tmp_path / "run"
     result = cli("train", "--preset", name, "--steps", "20", "--out", str(out), "--device", "cpu",
                  "--no-progress")  # fmt: skip
@@ -96,6 +97,9 @@ def test_sample_writes_a_grid_from_a_shipped_generator(tmp_path):
 
     assert main(["sample", "dcgan-mnist", "--out", str(tmp_path / "digits.png"), "--n", "8"]) == 0
     assert Image.open(tmp_path / "digits.png").size == (8 * 30 + 2, 30 + 2)
+    # a conditional generator: one column per class, the classes in turn
+    assert main(["sample", "cdcgan-mnist", "--out", str(tmp_path / "classes.png"), "--n", "20"]) == 0
+    assert Image.open(tmp_path / "classes.png").size == (10 * 30 + 2, 2 * 30 + 2)
 
 
 @pytest.mark.parametrize(

@@ -154,6 +154,15 @@ def test_cdcgan_recipe_trains_on_labelled_batches(labelled_digits):
         recipes.preset("cdcgan-mnist", conditioning="sideways")
 
 
+def test_an_ema_of_a_conditional_generator_recomputes_its_batchnorm_with_labels(labelled_digits):
+    images, labels = labelled_digits
+    recipe = recipes.preset("cdcgan-mnist", steps=2, batch_size=16, held_out_per_class=0)
+    run = recipes.train_recipe(recipe, images, seed=0, labels=labels)
+    assert run.G is not run.G_trained and models.is_conditional(run.G)  # the averaged generator
+    running_means = [m.running_mean for m in run.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert running_means and all(torch.isfinite(m).all() and m.abs().sum() > 0 for m in running_means)
+
+
 def test_k_plus_one_losses_match_the_formula_on_hand_computed_logits():
     # K = 2. Unlabelled logits (0, 0): Z = 2, 1 - p(fake) = 2/3. Fake logits (0, log 2): Z = 3,
     # p(fake) = 1/4. Labelled logits (0, log 3) with label 1: p(1 | x, real) = 3/4.
@@ -196,3 +205,23 @@ def test_semi_supervised_training_learns_from_a_few_labels():
     )
     assert semi_supervised.held_out_accuracy(run, images[4:], labels[4:]) == 1.0
     assert run.generator is not None and len(run.history["unsupervised"]) == 30
+
+
+def test_spectral_projection_discriminator_starts_finite():
+    D = models.cdcgan_mnist_discriminator(conditioning="projection", norm="spectral")
+    logits = D(torch.zeros(3, 1, 28, 28), torch.tensor([0, 1, 2]))
+    assert torch.isfinite(logits).all()
+
+
+def test_training_checks_the_labels_of_the_first_batch(labelled_digits):
+    images, labels = labelled_digits
+    G, D = models.cdcgan_mnist_generator(), models.cdcgan_mnist_discriminator()
+    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    batches = data.BatchIterator(images, labels + 5, batch_size=32, drop_last=True)  # up to 14
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        training.train(G, D, opt_G, opt_D, batches, 1, progress=False)
+
+
+def test_sampling_an_unconditional_generator_with_labels_is_refused():
+    with pytest.raises(ValueError, match="not conditional"):
+        runtime.sample(models.dcgan_mnist_generator(), torch.randn(2, 64), labels=torch.tensor([0, 1]))

@@ -92,7 +92,11 @@
     // a conditional generator appends its class embedding to z (models.ConditionalDCGANGenerator)
     const withClass = (z, label) => {
       if (!model.embedding) return Float64Array.from(z);
-      const { dim, weight } = model.embedding, row = p(weight).subarray(label * dim, (label + 1) * dim);
+      const { dim, weight, n_classes } = model.embedding;
+      if (!Number.isInteger(label) || label < 0 || label >= n_classes) {
+        throw new RangeError(`class must be an integer in 0..${n_classes - 1}, got ${label}`);
+      }
+      const row = p(weight).subarray(label * dim, (label + 1) * dim);
       const input = new Float64Array(z.length + dim);
       input.set(z);
       input.set(row, z.length);
