@@ -199,6 +199,34 @@ def test_static_latent_explorer_matches_pytorch(visit, name):
     assert (got - expected).abs().max().item() <= 1e-4
 
 
+def test_conditional_static_explorer_matches_pytorch_for_every_class(visit):
+    """Chapter 8's explorer: the class embedding appended to z in JavaScript, each class against PyTorch."""
+    import torch
+
+    from gan_utils import pretrained
+
+    page = visit("chapters/08_conditional.html").page
+    page.wait_for_function("() => window.ganLatentExplorers && window.ganLatentExplorers['cdcgan-mnist']")
+    G = pretrained.load_pretrained("cdcgan-mnist")
+    z = torch.randn(2, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    for label in range(G.n_classes):
+        with torch.no_grad():
+            expected = G(z, torch.full((2,), label)).flatten(1)
+        forward = "window.ganLatentExplorers['cdcgan-mnist'].forward"
+        got = torch.tensor(
+            page.evaluate(f"([zs, c]) => zs.map(z => Array.from({forward}(z, c)))", [z.tolist(), label])
+        )
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= 1e-4, f"class {label}"
+    explorer = page.locator(".gan-latent-explorer", has=page.locator("select.gan-class")).first
+    read_canvas = (
+        "el => Array.from(el.querySelector('canvas').getContext('2d').getImageData(0, 0, 28, 28).data)"
+    )
+    before = explorer.evaluate(read_canvas)
+    explorer.locator("select.gan-class").select_option("2")
+    assert explorer.evaluate(read_canvas) != before
+
+
 def test_moving_a_static_slider_redraws_the_canvas(visit):
     page = visit("chapters/07_latent_space.html")
     explorer = page.page.locator(".gan-latent-explorer").first

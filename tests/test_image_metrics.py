@@ -216,7 +216,7 @@ def test_real_digits_against_real_digits_score_as_a_match(bundled, real_features
     assert 0.8 < result["density"] < 1.2
 
 
-@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "dcgan-mnist-baseline"])
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "dcgan-mnist-baseline", "cdcgan-mnist"])
 def test_regression_snapshot_shipped_generators_meet_their_recorded_metrics(name, bundled, real_features):
     recorded = pretrained.read_manifest()[name]["metrics"]
     G = pretrained.load_pretrained(name)
@@ -226,6 +226,34 @@ def test_regression_snapshot_shipped_generators_meet_their_recorded_metrics(name
     for key in ("precision", "recall", "density", "coverage"):
         assert measured[key] >= recorded[key] - 0.01, key
     assert measured["class_kl"] <= recorded["class_kl"] + 0.005
+
+
+def test_regression_snapshot_shipped_cdcgan_meets_its_recorded_class_scores(bundled):
+    """The same 500 samples per class as the recording, so the only slack is floating-point noise
+    between machines (a sample or two near a decision boundary: 0.005 of accuracy or recall)."""
+    recorded = pretrained.read_manifest()["cdcgan-mnist"]["metrics"]
+    G = pretrained.load_pretrained("cdcgan-mnist")
+    per_class = recorded["samples"] // G.n_classes
+    measured = metrics.conditional_metrics(G, bundled.images, bundled.labels, n_per_class=per_class)
+    assert measured["class_accuracy"] >= recorded["class_accuracy"] - 0.005
+    assert measured["min_class_recall"] >= recorded["min_class_recall"] - 0.005
+    for got, expected in zip(measured["class_recall"], recorded["class_recall"], strict=True):
+        assert got >= expected - 0.005
+
+
+def test_conditional_metrics_score_a_generator_that_draws_the_wrong_class(bundled):
+    class Shifted(torch.nn.Module):  # asked for class c, it returns a real digit of class c + 1
+        latent_dim, n_classes = 4, 10
+
+        def forward(self, z, y):
+            pools = [bundled.images[bundled.labels == (c + 1) % 10] for c in range(10)]
+            return torch.stack([pools[int(c)][i % len(pools[int(c)])] for i, c in enumerate(y)])
+
+    scores = metrics.conditional_metrics(Shifted(), bundled.images, bundled.labels, n_per_class=50)
+    assert scores["class_accuracy"] < 0.05  # real digits, but never the class asked for
+    assert scores["frechet_distance"] < 10  # as a whole the set looks like MNIST
+    with pytest.raises(TypeError, match="not conditional"):
+        metrics.conditional_metrics(pretrained.load_pretrained("dcgan-mnist"), bundled.images, bundled.labels)
 
 
 def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
@@ -242,7 +270,7 @@ def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
     }
 
 
-@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "cdcgan-mnist"])
 def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
     """Chapter 6's memorisation check: both were trained without the 1,000 held-out digits, so their
     samples must not sit closer to the training digits than those unseen real digits do."""

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gan_utils import models, pretrained
+from gan_utils.runtime import sample
 
 
 @pytest.fixture
@@ -58,15 +59,14 @@ def test_a_file_with_pickled_code_is_refused_even_with_a_matching_hash(weights_d
         pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
 
 
-@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist"])
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "cdcgan-mnist"])
 def test_shipped_generators_load_and_follow_the_contract(name):
     assert name in pretrained.available(), f"{name} should ship in gan_utils/weights"
     entry = pretrained.read_manifest()[name]
     assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 5 * 1024 * 1024
     assert entry["command"] and entry["steps"] > 0 and entry["device"] and entry["data_source"]
     G = pretrained.load_pretrained(name)
-    with torch.no_grad():
-        images = G(torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(0)))
+    images = sample(G, torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(0)))
     assert images.shape == (16, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
     # a trained generator draws dark backgrounds with bright strokes, and different digits
     assert images.mean() < -0.4 and images.std(dim=0).mean() > 0.1
