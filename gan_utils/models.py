@@ -3,7 +3,8 @@
 Contract, shared by every model in the book:
     - a generator has ``latent_dim`` and maps z of shape [n, latent_dim] to samples [n, *sample_shape];
       image generators end in tanh, so images come out in [-1, 1] as [n, C, H, W];
-    - a discriminator maps samples [n, *sample_shape] to logits [n]; no model has a sigmoid inside.
+    - a discriminator maps samples [n, *sample_shape] to logits [n]; no model has a sigmoid inside;
+    - conditional models (chapter 8) also take class labels y of shape [n] and carry ``n_classes``.
 
 The MLPs follow Goodfellow et al. (2014) in spirit: fully connected layers with ReLU (G) and
 LeakyReLU (D). The 2D toy sizes follow VEEGAN (Srivastava et al., 2017) and PacGAN (Lin et al., 2018).

@@ -5,8 +5,9 @@ optimisers and a stream of real batches, and returns tensors. The loop draws bat
 resumable stream, calls the step, turns its tensors into floats once per logging interval (one host
 sync, not one per step on a GPU) and hands a `TrainState` to callbacks: the progress bar, sample
 snapshots, learning-rate schedules, checkpoints (`Checkpointer`) and live plots are all callbacks.
-Tricks such as R1 are opt-in pieces passed to the step. Another kind of GAN (a conditional one, an
-image-to-image one) brings its own step function and reuses the loop.
+Tricks such as R1 are opt-in pieces passed to the step. A conditional GAN (chapter 8) uses the same
+step on labelled batches; another kind of GAN (an image-to-image one) brings its own step function
+and reuses the loop.
 
 Introduced in chapter 2 (toy dynamics); chapters 3 and 4 reuse it unchanged on images.
 """
