@@ -407,3 +407,102 @@ def check_digit_images(images: torch.Tensor, name: str = "images") -> torch.Tens
         raise ValueError(f"{name} is empty; pass at least one image.")
     check_image_range(images, name)
     return images.float()
+
+
+# ----------------------------------------------------------------------------- photographs (chapter 9)
+
+
+class Photo(NamedTuple):
+    """A photograph bundled with scikit-image: ``image`` is float32 ``[3, H, W]`` in [-1, 1]."""
+
+    name: str
+    image: torch.Tensor
+    kind: str  # "photo", "texture" or "biomedical"
+    licence: str
+
+
+# name -> (skimage.data function, kind, licence as scikit-image's docstrings state it). Grey images
+# are repeated over three channels. Held-out images (`PHOTO_TEST_NAMES`) never enter training.
+PHOTO_CATALOGUE: dict[str, tuple[str, str, str]] = {
+    "astronaut": ("astronaut", "photo", "public domain (NASA)"),
+    "coffee": ("coffee", "photo", "CC0 (Rachel Michetti)"),
+    "chelsea": ("chelsea", "photo", "CC0 (Stefan van der Walt)"),
+    "rocket": ("rocket", "photo", "public domain (SpaceX)"),
+    "motorcycle": ("stereo_motorcycle", "photo", "not stated (Middlebury 2014 stereo benchmark)"),
+    "brick": ("brick", "texture", "CC0 (CC0Textures)"),
+    "grass": ("grass", "texture", "CC0 (linolafett, DeviantArt)"),
+    "gravel": ("gravel", "texture", "CC0 (CC0Textures)"),
+    "retina": ("retina", "biomedical", "CC0 (Häggström, Wikimedia Commons)"),
+    "immunohistochemistry": ("immunohistochemistry", "biomedical", "no known copyright restrictions"),
+    "cell": ("cell", "biomedical", "CC0"),
+}
+PHOTO_TEST_NAMES = ("chelsea", "immunohistochemistry")
+PHOTO_SPLITS = ("all", "train", "test")
+
+
+def _photo_tensor(pixels: np.ndarray) -> torch.Tensor:
+    image = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 127.5 - 1
+    if image.ndim == 2:
+        image = image.unsqueeze(-1).expand(-1, -1, 3)
+    image = image[..., :3]  # an RGBA image loses its alpha channel
+    return image.permute(2, 0, 1).contiguous()
+
+
+def load_photos(split: str = "all") -> list[Photo]:
+    """The photographs that ship inside the scikit-image wheel, as `Photo` tuples: no download.
+
+    ``split="train"`` gives every image except `PHOTO_TEST_NAMES` (a cat photo and an
+    immunohistochemistry slide); ``"test"`` gives only those. The split is by image, not by patch,
+    so no part of a test image is ever seen in training. Introduced in chapter 9.
+    """
+    if split not in PHOTO_SPLITS:
+        raise ValueError(
+            f"load_photos(split={split!r}) is not a split; use one of {', '.join(PHOTO_SPLITS)}."
+        )
+    try:
+        import skimage.data  # imported here: only chapter 9 needs scikit-image
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "load_photos needs scikit-image, whose wheel holds the photos: pip install scikit-image==0.26.0 "
+            "(make lab and make test install it from requirements.txt)."
+        ) from None
+
+    photos = []
+    for name, (function, kind, licence) in PHOTO_CATALOGUE.items():
+        if (split == "train" and name in PHOTO_TEST_NAMES) or (
+            split == "test" and name not in PHOTO_TEST_NAMES
+        ):
+            continue
+        pixels = getattr(skimage.data, function)()
+        if isinstance(pixels, tuple):  # stereo_motorcycle: (left, right, disparity); keep the left view
+            pixels = pixels[0]
+        photos.append(Photo(name, _photo_tensor(pixels), kind, licence))
+    return photos
+
+
+def random_patches(photos: list[Photo], n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """``n`` square ``size``-pixel patches ``[n, 3, size, size]`` cut at random from ``photos``.
+
+    Each patch comes from a photo drawn uniformly, at a uniform position, flipped left-right with
+    probability 1/2; the draws are seeded, so the same call gives the same patches.
+    """
+    n, size = check_count(n, "n"), check_count(size, "size")
+    if not isinstance(photos, list | tuple) or not all(isinstance(p, Photo) for p in photos):
+        raise TypeError(
+            f"photos must be a list of Photo, as load_photos() returns, got {type(photos).__name__}."
+        )
+    if not photos:
+        raise ValueError("random_patches got no photos; pass load_photos('train') or another list.")
+    small = [p.name for p in photos if min(p.image.shape[1:]) < size]
+    if small:
+        raise ValueError(f"{', '.join(small)} smaller than {size} pixels; use a smaller patch size.")
+    generator = torch.Generator().manual_seed(seed)
+    which = torch.randint(len(photos), (n,), generator=generator)
+    patches = torch.empty(n, 3, size, size)
+    for i, index in enumerate(which.tolist()):
+        image = photos[index].image
+        top = torch.randint(image.shape[1] - size + 1, (1,), generator=generator).item()
+        left = torch.randint(image.shape[2] - size + 1, (1,), generator=generator).item()
+        patch = image[:, top : top + size, left : left + size]
+        patches[i] = patch.flip(-1) if torch.rand(1, generator=generator).item() < 0.5 else patch
+    return patches

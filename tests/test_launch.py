@@ -79,7 +79,9 @@ def test_binder_pins_the_same_library_versions_as_the_repository():
         return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
 
     binder, main = pins("binder/requirements.txt"), pins("requirements.txt")
-    assert {"torch", "torchvision", "numpy", "matplotlib", "mlxtend", "ipywidgets"} <= set(binder)
+    assert {"torch", "torchvision", "numpy", "matplotlib", "mlxtend", "scikit-image", "ipywidgets"} <= set(
+        binder
+    )
     assert all(main[name] == version for name, version in binder.items()), (binder, main)
     post_build = (REPO / "binder" / "postBuild").read_text()
     assert "pip install --no-deps ." in post_build and os.access(REPO / "binder" / "postBuild", os.X_OK)
