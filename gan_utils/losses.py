@@ -13,6 +13,7 @@ Papers:
     Arjovsky et al. (2017), Wasserstein GAN: critic and generator losses.
     Gulrajani et al. (2017), Improved Training of Wasserstein GANs: gradient penalty.
     Mescheder et al. (2018), Which Training Methods for GANs do actually Converge?: R1.
+    Mao et al. (2017), Least Squares Generative Adversarial Networks: least squares (CycleGAN's loss).
 
 Introduced in chapter 1 (the objective).
 """
@@ -163,6 +164,36 @@ def wasserstein_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     """
     _check_logits(fake_scores, "fake_scores")
     return -fake_scores.mean()
+
+
+def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The LSGAN discriminator loss: L_D = 1/2 E_x[(D(x) - 1)^2] + 1/2 E_z[D(G(z))^2].
+
+    Mao et al. (2017) with targets a = 0 (fake), b = 1 (real); CycleGAN (Zhu et al., 2017) trains
+    with it. The scores are raw outputs, not passed through a sigmoid.
+
+    Args:
+        real_scores: D's outputs on real samples, shape [n].
+        fake_scores: D's outputs on generated samples, shape [n].
+
+    Returns:
+        A scalar tensor.
+    """
+    _check_pair(real_scores, fake_scores)
+    return 0.5 * ((real_scores - 1).square().mean() + fake_scores.square().mean())
+
+
+def least_squares_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The LSGAN generator loss: L_G = 1/2 E_z[(D(G(z)) - 1)^2] (Mao et al., 2017, target c = 1).
+
+    Args:
+        fake_scores: D's outputs on generated samples, shape [n].
+
+    Returns:
+        A scalar tensor.
+    """
+    _check_logits(fake_scores, "fake_scores")
+    return 0.5 * (fake_scores - 1).square().mean()
 
 
 def gradient_penalty(
