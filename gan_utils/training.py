@@ -478,10 +478,8 @@ class ProgressBar:
             self.bar = tqdm(desc=self.description, total=state.total_steps, initial=start, mininterval=0.5)
         self.bar.update(1)
         if state.step % self.update_every == 0:
-            metrics = state.metrics
-            self.bar.set_postfix(
-                loss_D=f"{metrics['loss_D']:.3f}", loss_G=f"{metrics['loss_G']:.3f}", refresh=False
-            )
+            shown = {k: f"{v:.3f}" for k, v in state.metrics.items() if k in ("loss_D", "loss_G")}
+            self.bar.set_postfix(shown, refresh=False)  # a step without D (pix2pix's L1 only) has no loss_D
 
     def close(self, state: TrainState) -> None:
         if self.bar is not None:
@@ -639,10 +637,13 @@ def _check_first_batch(batch: torch.Tensor) -> None:
 class _CountingStream:
     """Real batches with a count of how many were taken, so a checkpoint can record the position."""
 
-    def __init__(self, batches: Iterator, position: int, n_classes: int | None = None) -> None:
+    def __init__(
+        self, batches: Iterator, position: int, n_classes: int | None = None, paired: bool = False
+    ) -> None:
         self.batches = batches
         self.position = position
         self.keep_labels, self.n_classes = n_classes is not None, n_classes
+        self.paired = paired  # pairs of image batches (chapter 9): both are checked and both passed on
         self.checked = False
 
     def __iter__(self):
@@ -652,6 +653,12 @@ class _CountingStream:
         batch = next(self.batches)
         self.position += 1
         images = batch[0] if isinstance(batch, tuple | list) else batch
+        if self.paired:
+            if not self.checked:
+                for images_of_one_side in batch:
+                    _check_first_batch(images_of_one_side)
+                self.checked = True
+            return batch
         if not self.checked:
             _check_first_batch(images)
             if self.keep_labels:  # once, on any device (a conditional model reads values on the CPU only)
@@ -772,7 +779,8 @@ def train(
     Args:
         data: a `BatchIterator`. Batches come from its seeded stream (`BatchIterator.resumable`),
             shuffled anew each epoch. A tuple batch contributes its first tensor, and its second
-            (the labels) too when G is conditional (chapter 8).
+            (the labels) too when G is conditional (chapter 8). An image-to-image G (chapter 9,
+            ``G.paired_batches``) gets both tensors of each batch, both checked like images.
         step: ``step(G, D, opt_G, opt_D, real_batches) -> dict of scalar tensors``; `train_step` by
             default. Options go in with `functools.partial`, e.g.
             ``partial(train_step, loss="hinge", d_penalty=R1Penalty(1.0))``.
@@ -822,8 +830,14 @@ def train(
             f"{type(distributed.unwrap(G)).__name__} is conditional: build the data with its labels, "
             "BatchIterator(images, labels, batch_size=...)."
         )
+    paired = getattr(distributed.unwrap(G), "paired_batches", False)  # image-to-image (chapter 9)
+    if paired and len(data.tensors) != 2:
+        raise ValueError(
+            f"{type(distributed.unwrap(G)).__name__} trains on pairs of image batches: build the data as "
+            "BatchIterator(inputs, targets, batch_size=...) (or domain A and domain B images)."
+        )
     stream = data.resumable(data_seed, position, rank, world_size)
-    real_batches = _CountingStream(stream, position, n_classes)
+    real_batches = _CountingStream(stream, position, n_classes, paired)
     recorder = _Recorder(history, functools.partial(_state_after_divergence, checkpointers))
 
     def state_at(step_number: int) -> TrainState:  # callbacks see the models, not their DDP wrappers
