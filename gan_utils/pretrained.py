@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_utils import checkpoints, classifier, models, stabilisers
+from gan_utils import checkpoints, classifier, image_to_image, models, stabilisers
 from gan_utils.runtime import resolve_device
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -35,6 +35,8 @@ ARCHITECTURES = {
     "DCGANGenerator": models.DCGANGenerator,
     "ConditionalDCGANGenerator": models.ConditionalDCGANGenerator,
     "MNISTClassifier": classifier.MNISTClassifier,
+    "UNetGenerator": image_to_image.UNetGenerator,  # chapter 9's super-resolution
+    "CycleGAN": image_to_image.CycleGAN,  # chapter 9: both generators of a CycleGAN
 }
 # lower-case letters and digits, joined by single "-", "_" or ".": no "/", no "..", no hidden files
 NAME_PATTERN = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")

@@ -1,0 +1,110 @@
+"""Train, score and ship chapter 9's image-to-image models.
+
+    python benchmarks/image_to_image.py                       # all six presets, exported to gan_utils/weights
+    python benchmarks/image_to_image.py --preset sr-mnist --no-export
+    python benchmarks/image_to_image.py --preset sr-mnist --rescore   # re-score the shipped weights only
+
+Each preset (`gan_utils.image_to_image.PRESETS`) trains with `gan_utils.training.train` and the
+preset's step function, seed 0, on the CPU. With export (the default) the generator is written to
+``gan_utils/weights/NAME.pt`` (float16) with its manifest entry: this command, the steps, the wall
+time, the device, and the scores of the exported weights on the held-out data, which
+tests/test_image_to_image.py recomputes. Scores of every run also go to
+benchmarks/results/image_to_image.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gan_utils import image_to_image as i2i
+from gan_utils import pretrained, set_seed, training
+from gan_utils.data import BatchIterator
+
+RESULTS = Path(__file__).resolve().parent / "results" / "image_to_image.json"
+DATA = {"sr-digits": i2i.digit_sr_data, "sr-photos": i2i.photo_sr_data, "cyclegan": i2i.mnist_m_data}
+SOURCES = {
+    "sr-digits": "MNIST (bundled): 4,000 training digits downscaled to 7x7; 1,000 held out",
+    "sr-photos": "scikit-image photos: 6,000 64x64 training patches of 9 images; 200 test patches of "
+    "chelsea and immunohistochemistry",
+    "cyclegan": "MNIST (bundled): 2,000 training digits vs 2,000 other digits in MNIST-M style; "
+    "1,000 held out",
+}
+
+
+def scores(name: str, G: torch.nn.Module, data: i2i.PairedData) -> dict[str, float]:
+    """The held-out scores of generator ``G`` of preset ``name``."""
+    if i2i.PRESETS[name].task == "cyclegan":
+        return i2i.cyclegan_scores(G, data)
+    inputs, truth = data.test
+    return i2i.super_resolution_scores(i2i.apply(G, inputs), truth, data.test_labels)
+
+
+def run(name: str, export: bool, weights_dir: Path) -> dict[str, float]:
+    recipe = i2i.PRESETS[name]
+    if export:
+        pretrained.check_new_name(name, weights_dir, overwrite=True)
+    data = DATA[recipe.task]()
+    set_seed(0)
+    G, D = recipe.models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    batches = BatchIterator(*data.train, batch_size=recipe.batch_size, drop_last=True)
+    start = time.perf_counter()
+    training.train(G, D, opt_G, opt_D, batches, recipe.steps, step=recipe.step(), data_seed=0)
+    wall = time.perf_counter() - start
+    if export:
+        record = {
+            "command": [f"python benchmarks/image_to_image.py --preset {name}"],
+            "data_source": SOURCES[recipe.task],
+            "steps": recipe.steps,
+            "wall_seconds": round(wall, 1),
+            "device": f"cpu ({torch.get_num_threads()} threads)",
+        }
+        pretrained.export_generator(G, name, record, weights_dir=weights_dir, overwrite=True)
+        G = pretrained.load_pretrained(name, weights_dir=weights_dir)  # score what ships: float16 weights
+        result = scores(name, G, data)
+        pretrained.record_metrics(name, result, weights_dir=weights_dir, overwrite=True)
+    else:
+        result = scores(name, G.eval(), data)
+    print(name, f"{wall:.0f} s", {k: round(v, 4) for k, v in result.items()}, flush=True)
+    return {**result, "wall_seconds": round(wall, 1)}
+
+
+def rescore(name: str, weights_dir: Path) -> dict[str, float]:
+    """Score the shipped ``name`` again (after a change to a measure) and record it; no training."""
+    result = scores(
+        name, pretrained.load_pretrained(name, weights_dir=weights_dir), DATA[i2i.PRESETS[name].task]()
+    )
+    pretrained.record_metrics(name, result, weights_dir=weights_dir, overwrite=True)
+    print(name, "re-scored", {k: round(v, 4) for k, v in result.items()}, flush=True)
+    wall = pretrained.read_manifest(weights_dir)[name]["wall_seconds"]
+    return {**result, "wall_seconds": wall}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=list(i2i.PRESETS), action="append")
+    parser.add_argument("--no-export", action="store_true", help="score only; leave gan_utils/weights alone")
+    parser.add_argument("--rescore", action="store_true", help="score the shipped weights again; no training")
+    parser.add_argument("--weights-dir", type=Path, default=pretrained.WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for name in args.preset or list(i2i.PRESETS):
+        if args.rescore:
+            results[name] = rescore(name, args.weights_dir)
+        else:
+            results[name] = run(name, not args.no_export, args.weights_dir)
+        results["machine"] = (
+            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        )
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Chapter 9: photos without internet, the U-Net and PatchGAN, PSNR, the losses, and the shipped models."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+import torch
+from torch import nn
+
+from gan_utils import data, losses, pretrained, training
+from gan_utils import image_to_image as i2i
+
+SHIPPED = (
+    "sr-mnist",
+    "sr-mnist-l1",
+    "sr-photos",
+    "sr-photos-l1",
+    "cyclegan-mnistm",
+    "cyclegan-mnistm-nocycle",
+)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("this test runs offline")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_load_photos_works_offline_with_right_shapes_ranges_and_licences(no_network):
+    photos = data.load_photos()
+    assert [p.name for p in photos] == list(data.PHOTO_CATALOGUE)
+    for photo in photos:
+        assert photo.image.dtype == torch.float32 and photo.image.ndim == 3 and photo.image.shape[0] == 3
+        assert min(photo.image.shape[1:]) >= 64, photo.name
+        assert -1 <= photo.image.min() < 0 < photo.image.max() <= 1, photo.name
+        assert photo.kind in {"photo", "texture", "biomedical"} and photo.licence
+    assert {p.kind for p in photos} == {"photo", "texture", "biomedical"}
+
+
+def test_photo_split_never_shares_an_image():
+    train, test = data.load_photos("train"), data.load_photos("test")
+    assert {p.name for p in test} == set(data.PHOTO_TEST_NAMES)
+    assert not {p.name for p in train} & {p.name for p in test}
+    assert len(train) + len(test) == len(data.PHOTO_CATALOGUE)
+    for held_out in test:  # not even a renamed copy: no training image has the same pixels
+        assert not any(
+            p.image.shape == held_out.image.shape and torch.equal(p.image, held_out.image) for p in train
+        )
+    assert any(p.kind == "biomedical" for p in test)
+
+
+def test_photo_sr_test_patches_come_only_from_held_out_photos():
+    test_photos = data.load_photos("test")
+    patches = data.random_patches(test_photos, 20, 16, seed=3)
+    for patch in patches:  # every patch is found, unflipped or flipped, inside one held-out photo
+        found = False
+        for photo in test_photos:
+            windows = photo.image.unfold(1, 16, 1).unfold(2, 16, 1)  # [3, H-15, W-15, 16, 16]
+            for candidate in (patch, patch.flip(-1)):
+                match = (windows == candidate[:, None, None]).flatten(3).all(-1).all(0)
+                found = found or bool(match.any())
+        assert found
+
+
+def test_load_photos_and_patches_refuse_bad_input():
+    with pytest.raises(ValueError, match="not a split"):
+        data.load_photos("validation")
+    with pytest.raises(ValueError, match="smaller than 4096 pixels"):
+        data.random_patches(data.load_photos("test"), 1, 4096)
+    with pytest.raises(ValueError, match="no photos"):
+        data.random_patches([], 1, 8)
+    with pytest.raises(TypeError, match="list of Photo"):
+        data.random_patches(torch.zeros(3, 64, 64), 1, 8)
+    assert torch.equal(data.random_patches(data.load_photos("test"), 5, 8, seed=1),
+                       data.random_patches(data.load_photos("test"), 5, 8, seed=1))  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [(28, 28), (32, 32), (64, 64), (32, 48)])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_unet_keeps_the_size_and_the_range(size, depth):
+    G = i2i.UNetGenerator(3, 3, width=8, depth=depth)
+    x = torch.rand(2, 3, *size) * 2 - 1
+    y = G(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    torch.testing.assert_close(y, x.clamp(-0.99, 0.99))  # residual and untrained: returns its input
+    translator = i2i.UNetGenerator(1, 3, width=8, depth=depth, residual=False)
+    assert translator(x[:, :1]).shape == (2, 3, *size)
+
+
+def test_unet_refuses_sizes_it_cannot_halve_and_channel_mismatches():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        i2i.UNetGenerator(1, 1, depth=2)(torch.zeros(1, 1, 30, 28))
+    with pytest.raises(ValueError, match=r"\[n, 1, H, W\]"):
+        i2i.UNetGenerator(1, 1)(torch.zeros(1, 3, 28, 28))
+    with pytest.raises(ValueError, match="residual=False"):
+        i2i.UNetGenerator(1, 3, residual=True)
+
+
+@pytest.mark.parametrize(("n_downsampling", "by_hand"), [(1, 16), (2, 34), (3, 70)])
+def test_patchgan_receptive_field_matches_the_hand_computation(n_downsampling, by_hand):
+    # by hand, 4x4 kernels: 1 + 3 * (sum of the jumps before each layer); strides 2 (n times), 1, 1.
+    # n=3 is pix2pix's 70x70 PatchGAN: 1 + 3 * (1 + 2 + 4 + 8 + 8) = 70.
+    D = i2i.PatchDiscriminator(2, width=4, n_downsampling=n_downsampling)
+    assert i2i.receptive_field(D) == by_hand
+    # and measured: the input pixels that reach one output unit span exactly that many pixels. Instance
+    # normalisation's mean and variance are taken over the whole map, so they are swapped out first:
+    # the receptive field counts the convolutions only (see PatchDiscriminator's docstring).
+    for index, layer in enumerate(D.layers):
+        if isinstance(layer, nn.InstanceNorm2d):
+            D.layers[index] = nn.Identity()
+    x = torch.zeros(1, 2, 160, 160, requires_grad=True)
+    out = D(x)
+    out[0, out.shape[1] // 2, out.shape[2] // 2].backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+    cols = x.grad.abs().sum(dim=(0, 1, 2)).nonzero()
+    assert rows.max() - rows.min() + 1 == by_hand == cols.max() - cols.min() + 1
+
+
+@pytest.mark.parametrize("size", [28, 64, 96])
+def test_patchgan_returns_one_logit_per_patch(size):
+    D = i2i.PatchDiscriminator(6, width=8, n_downsampling=2)
+    logits = D(torch.zeros(3, 6, size, size))
+    side = size // 4 - 2  # two halvings, then two 4x4 stride-1 convolutions with padding 1
+    assert logits.shape == (3, side, side)
+    with pytest.raises(ValueError, match="concatenated"):
+        D(torch.zeros(3, 3, size, size))
+
+
+def test_psnr_equals_the_hand_computation():
+    truth = torch.tensor([[[[0.0, 0.5], [-0.5, 1.0]]]])
+    estimate = torch.tensor([[[[0.0, 0.0], [-0.5, 0.5]]]])
+    mse = (0.5**2 + 0.5**2) / 4  # two of four pixels off by 0.5
+    assert i2i.psnr(estimate, truth) == pytest.approx(10 * math.log10(2.0**2 / mse))  # data range 2
+    tiled = truth.repeat(1, 1, 4, 4)  # 8x8: SSIM's 7x7 window needs at least 7 pixels a side
+    assert i2i.ssim(tiled, tiled.clone()) == pytest.approx(1.0)
+    assert i2i.ssim(estimate.repeat(1, 1, 4, 4), tiled) < 1
+    with pytest.raises(ValueError, match="differ in shape"):
+        i2i.psnr(estimate, torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        i2i.psnr(estimate * 255, truth)
+
+
+def test_measures_and_receptive_field_refuse_what_they_cannot_score():
+    with pytest.raises(ValueError, match="empty"):
+        i2i.psnr(torch.zeros(0, 1, 8, 8), torch.zeros(0, 1, 8, 8))
+    needs_grad = torch.full((2, 1, 8, 8), -0.5, requires_grad=True)  # an output still in its graph
+    assert i2i.psnr(needs_grad, needs_grad.detach() + 0.1) == pytest.approx(10 * math.log10(4 / 0.01))
+    with pytest.raises(TypeError, match="D.a"):
+        i2i.receptive_field(i2i.CycleDiscriminators())
+    with pytest.raises(TypeError, match="ConvTranspose2d"):
+        i2i.receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ConvTranspose2d(1, 1, 3)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        i2i.mnist_m_style(torch.rand(2, 1, 28, 28), data.load_photos("test"))
+
+
+def test_sharpness_is_zero_for_flat_images_and_falls_with_blur():
+    flat = torch.full((1, 1, 16, 16), 0.3)
+    assert i2i.high_frequency_energy(flat) == 0
+    noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    blurred = i2i.upscale_bicubic(i2i.downscale(noise, 4), 4)
+    assert i2i.high_frequency_energy(blurred) < 0.2 * i2i.high_frequency_energy(noise)
+
+
+def test_downscale_and_mnist_m_style():
+    digits = torch.full((2, 1, 28, 28), -1.0)
+    digits[:, :, 10:18, 10:18] = 1.0
+    assert i2i.downscale(digits).shape == (2, 1, 7, 7)
+    assert i2i.upscale_bicubic(i2i.downscale(digits)).shape == digits.shape
+    with pytest.raises(ValueError, match="do not divide"):
+        i2i.downscale(torch.zeros(1, 1, 30, 30))
+    photos = data.load_photos("train")
+    coloured = i2i.mnist_m_style(digits, photos, seed=0)
+    patches = data.random_patches(photos, 2, 28, seed=0)
+    assert coloured.shape == (2, 3, 28, 28) and coloured.min() >= -1 and coloured.max() <= 1
+    torch.testing.assert_close(coloured[:, :, 0, 0], patches[:, :, 0, 0])  # background: the photo
+    torch.testing.assert_close(coloured[:, :, 12, 12], -patches[:, :, 12, 12])  # stroke: inverted
+
+
+def test_least_squares_losses_by_hand():
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    assert losses.least_squares_discriminator_loss(real, fake).item() == pytest.approx(0.5 * (0.5 + 2.0))
+    assert losses.least_squares_generator_loss(fake).item() == pytest.approx(0.5 * 1.0)
+
+
+def test_cycle_loss_is_zero_for_identity_generators_and_positive_otherwise():
+    cycle = i2i.CycleGAN(1, 1, width=4, depth=1)
+    a, b = torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1
+    untrained, _, _ = i2i.cycle_consistency_loss(cycle, a, b)
+    assert untrained > 0.1
+    cycle.a_to_b, cycle.b_to_a = nn.Identity(), nn.Identity()
+    loss, fake_b, fake_a = i2i.cycle_consistency_loss(cycle, a, b)
+    assert loss.item() == 0 and torch.equal(fake_b, a) and torch.equal(fake_a, b)
+
+
+def _short_run(preset: str, steps: int = 3, callbacks=(), **changes):
+    import dataclasses
+
+    recipe = dataclasses.replace(i2i.PRESETS[preset], width=4, steps=steps, **changes)
+    G, D = recipe.models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    size, channels = (28, 1) if recipe.task != "sr-photos" else (16, 3)
+    first = torch.rand(16, channels, size, size) * 2 - 1
+    second = torch.rand(16, 3 if recipe.task == "cyclegan" else channels, size, size) * 2 - 1
+    batches = data.BatchIterator(first, second, batch_size=8)
+    before = [p.clone() for p in D.parameters()]
+    history = training.train(
+        G, D, opt_G, opt_D, batches, steps, step=recipe.step(), progress=False, callbacks=callbacks
+    )
+    changed = any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
+    return history, changed
+
+
+def test_pix2pix_and_cyclegan_steps_run_in_the_library_loop():
+    history, d_changed = _short_run("sr-mnist")
+    assert {"loss_D", "loss_G", "L1", "loss_G_adversarial"} <= set(history) and d_changed
+    history, d_changed = _short_run("sr-mnist-l1", callbacks=[training.ProgressBar(update_every=1)])
+    assert "loss_D" not in history and not d_changed  # L1 only: D is never trained
+    history, d_changed = _short_run("sr-photos")
+    assert len(history["step"]) == 3 and d_changed
+    history, d_changed = _short_run("cyclegan-mnistm")
+    assert {"loss_G", "loss_D", "cycle"} <= set(history) and d_changed
+
+
+def test_the_loop_refuses_unpaired_data_for_image_to_image_models():
+    G, D = i2i.PRESETS["sr-mnist"].models()
+    opt_G, opt_D = i2i.PRESETS["sr-mnist"].optimisers(G, D)
+    with pytest.raises(ValueError, match="pairs of image batches"):
+        training.train(G, D, opt_G, opt_D, data.BatchIterator(torch.zeros(4, 1, 28, 28), batch_size=2), 1,
+                       step=i2i.PRESETS["sr-mnist"].step(), progress=False)  # fmt: skip
+    pixels = data.BatchIterator(torch.zeros(4, 1, 28, 28), torch.full((4, 1, 28, 28), 200.0), batch_size=2)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        training.train(G, D, opt_G, opt_D, pixels, 1, step=i2i.PRESETS["sr-mnist"].step(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def task_data():
+    return {
+        "sr-digits": i2i.digit_sr_data(),
+        "sr-photos": i2i.photo_sr_data(n_train=1),
+        "cyclegan": i2i.mnist_m_data(),
+    }
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_image_to_image_models_meet_their_recorded_metrics(name, task_data):
+    entry = pretrained.read_manifest()[name]
+    assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 5 * 2**20
+    G = pretrained.load_pretrained(name)
+    recipe = i2i.PRESETS[name]
+    test = task_data[recipe.task]
+    if recipe.task == "cyclegan":
+        measured = i2i.cyclegan_scores(G, test)
+    else:
+        measured = i2i.super_resolution_scores(i2i.apply(G, test.test[0]), test.test[1], test.test_labels)
+    assert measured.keys() == entry["metrics"].keys()
+    for key, value in entry["metrics"].items():
+        assert measured[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
+
+
+def test_all_shipped_weights_together_stay_under_20_mb():
+    manifest = pretrained.read_manifest()
+    assert (
+        sum((pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size for entry in manifest.values())
+        <= 20 * 2**20
+    )
+
