@@ -29,6 +29,7 @@ BUDGET_SECONDS = {  # DESIGN.md section 5, full mode; quick mode is 45 s for eve
     "06_stable_training": 300,
     "07_latent_space": 60,
     "08_conditional": 300,
+    "09_image_to_image": 300,
 }
 
 

@@ -1,6 +1,6 @@
 """Train, score and ship chapter 9's image-to-image models.
 
-    python benchmarks/image_to_image.py                       # all six presets, exported to gan_utils/weights
+    python benchmarks/image_to_image.py                       # all seven presets, exported
     python benchmarks/image_to_image.py --preset sr-mnist --no-export
     python benchmarks/image_to_image.py --preset sr-mnist --rescore   # re-score the shipped weights only
 

@@ -523,7 +523,10 @@ def generator_from(source: str) -> torch.nn.Module:
 def check_digit_generator(G: torch.nn.Module, source: str, command: str) -> None:
     """Refuse anything but a generator of 28x28 digits, before any slow scoring."""
     if not hasattr(G, "latent_dim"):
-        raise CommandLineError(f"{source} is not a generator; {command} scores generators.")
+        raise CommandLineError(
+            f"{source} is not a noise-to-image generator; {command} scores generators (an image-to-image "
+            "model of chapter 9 runs with gan_utils.image_to_image.apply)."
+        )
     shape = tuple(sample(G, torch.zeros(2, G.latent_dim)).shape[1:])
     if shape != (1, 28, 28):
         raise CommandLineError(
@@ -549,7 +552,10 @@ def sample_command(args: argparse.Namespace) -> int:
     check_writable_folder(args.out.parent, "the folder of --out")
     G = generator_from(args.source)
     if not hasattr(G, "latent_dim"):
-        raise CommandLineError(f"{args.source} is not a generator; sample draws from generators.")
+        raise CommandLineError(
+            f"{args.source} is not a noise-to-image generator; sample draws from generators (an "
+            "image-to-image model of chapter 9 runs with gan_utils.image_to_image.apply)."
+        )
     images = sample(G, torch.randn(args.n, G.latent_dim, generator=torch.Generator().manual_seed(args.seed)))
     if images.ndim != 4:
         raise CommandLineError(
