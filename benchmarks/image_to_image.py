@@ -25,32 +25,41 @@ import torch
 
 from gan_utils import image_to_image as i2i
 from gan_utils import pretrained, set_seed, training
-from gan_utils.data import BatchIterator
+from gan_utils.data import PHOTO_TEST_NAMES, BatchIterator, load_photos
 
 RESULTS = Path(__file__).resolve().parent / "results" / "image_to_image.json"
-DATA = {"sr-digits": i2i.digit_sr_data, "sr-photos": i2i.photo_sr_data, "cyclegan": i2i.mnist_m_data}
-SOURCES = {
-    "sr-digits": "MNIST (bundled): 4,000 training digits downscaled to 7x7; 1,000 held out",
-    "sr-photos": "scikit-image photos: 6,000 64x64 training patches of 9 images; 200 test patches of "
-    "chelsea and immunohistochemistry",
-    "cyclegan": "MNIST (bundled): 2,000 training digits vs 2,000 other digits in MNIST-M style; "
-    "1,000 held out",
-}
 
 
-def scores(name: str, G: torch.nn.Module, data: i2i.PairedData) -> dict[str, float]:
-    """The held-out scores of generator ``G`` of preset ``name``."""
-    if i2i.PRESETS[name].task == "cyclegan":
-        return i2i.cyclegan_scores(G, data)
-    inputs, truth = data.test
-    return i2i.super_resolution_scores(i2i.apply(G, inputs), truth, data.test_labels)
+def data_source(recipe: i2i.ImageToImageRecipe, data: i2i.PairedData) -> str:
+    """The manifest's description of a recipe's data, counted from the data itself."""
+    n_train, n_test = len(data.train[0]), len(data.test[0])
+    if recipe.task == "sr-digits":
+        side = data.train[1].shape[-1] // 4
+        return (
+            f"MNIST (bundled): {n_train:,} training digits downscaled to {side}x{side}; {n_test:,} held out"
+        )
+    if recipe.task == "sr-photos":
+        size, n_photos = data.train[1].shape[-1], len(load_photos("train"))
+        return (f"scikit-image photos: {n_train:,} {size}x{size} training patches of {n_photos} images; "
+                f"{n_test} test patches of {' and '.join(PHOTO_TEST_NAMES)}")  # fmt: skip
+    return (f"MNIST (bundled): {n_train:,} training digits vs {len(data.train[1]):,} other digits in MNIST-M "
+            f"style; {n_test:,} held out")  # fmt: skip
+
+
+def baselines() -> dict[str, dict[str, float]]:
+    """Bicubic upsampling scored like the models: chapter 9's first rows."""
+    digits, photos = i2i.digit_sr_data(), i2i.photo_sr_data(n_train=1)
+    return {
+        "bicubic-digits": i2i.super_resolution_scores(*digits.test, digits.test_labels),
+        "bicubic-photos": i2i.super_resolution_scores(*photos.test),
+    }
 
 
 def run(name: str, export: bool, weights_dir: Path) -> dict[str, float]:
     recipe = i2i.PRESETS[name]
     if export:
         pretrained.check_new_name(name, weights_dir, overwrite=True)
-    data = DATA[recipe.task]()
+    data = recipe.data()
     set_seed(0)
     G, D = recipe.models()
     opt_G, opt_D = recipe.optimisers(G, D)
@@ -61,25 +70,26 @@ def run(name: str, export: bool, weights_dir: Path) -> dict[str, float]:
     if export:
         record = {
             "command": [f"python benchmarks/image_to_image.py --preset {name}"],
-            "data_source": SOURCES[recipe.task],
+            "data_source": data_source(recipe, data),
             "steps": recipe.steps,
             "wall_seconds": round(wall, 1),
             "device": f"cpu ({torch.get_num_threads()} threads)",
         }
         pretrained.export_generator(G, name, record, weights_dir=weights_dir, overwrite=True)
         G = pretrained.load_pretrained(name, weights_dir=weights_dir)  # score what ships: float16 weights
-        result = scores(name, G, data)
+        result = i2i.model_scores(recipe, G, data)
         pretrained.record_metrics(name, result, weights_dir=weights_dir, overwrite=True)
     else:
-        result = scores(name, G.eval(), data)
+        result = i2i.model_scores(recipe, G.eval(), data)
     print(name, f"{wall:.0f} s", {k: round(v, 4) for k, v in result.items()}, flush=True)
     return {**result, "wall_seconds": round(wall, 1)}
 
 
 def rescore(name: str, weights_dir: Path) -> dict[str, float]:
     """Score the shipped ``name`` again (after a change to a measure) and record it; no training."""
-    result = scores(
-        name, pretrained.load_pretrained(name, weights_dir=weights_dir), DATA[i2i.PRESETS[name].task]()
+    recipe = i2i.PRESETS[name]
+    result = i2i.model_scores(
+        recipe, pretrained.load_pretrained(name, weights_dir=weights_dir), recipe.data()
     )
     pretrained.record_metrics(name, result, weights_dir=weights_dir, overwrite=True)
     print(name, "re-scored", {k: round(v, 4) for k, v in result.items()}, flush=True)
@@ -95,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     args = parser.parse_args(argv)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results |= baselines()
     for name in args.preset or list(i2i.PRESETS):
         if args.rescore:
             results[name] = rescore(name, args.weights_dir)

@@ -520,12 +520,17 @@ def generator_from(source: str) -> torch.nn.Module:
     return pretrained.load_pretrained(source)
 
 
+IMAGE_TO_IMAGE_HINT = (
+    "(an image-to-image model of chapter 9 runs with gan_utils.image_to_image.apply, a CycleGAN's "
+    "generators as .a_to_b and .b_to_a)"
+)
+
+
 def check_digit_generator(G: torch.nn.Module, source: str, command: str) -> None:
     """Refuse anything but a generator of 28x28 digits, before any slow scoring."""
     if not hasattr(G, "latent_dim"):
         raise CommandLineError(
-            f"{source} is not a noise-to-image generator; {command} scores generators (an image-to-image "
-            "model of chapter 9 runs with gan_utils.image_to_image.apply)."
+            f"{source} is not a noise-to-image generator; {command} scores generators {IMAGE_TO_IMAGE_HINT}."
         )
     shape = tuple(sample(G, torch.zeros(2, G.latent_dim)).shape[1:])
     if shape != (1, 28, 28):
@@ -553,8 +558,8 @@ def sample_command(args: argparse.Namespace) -> int:
     G = generator_from(args.source)
     if not hasattr(G, "latent_dim"):
         raise CommandLineError(
-            f"{args.source} is not a noise-to-image generator; sample draws from generators (an "
-            "image-to-image model of chapter 9 runs with gan_utils.image_to_image.apply)."
+            f"{args.source} is not a noise-to-image generator; sample draws from generators "
+            f"{IMAGE_TO_IMAGE_HINT}."
         )
     images = sample(G, torch.randn(args.n, G.latent_dim, generator=torch.Generator().manual_seed(args.seed)))
     if images.ndim != 4:

@@ -14,7 +14,7 @@ Papers:
 Both kinds reuse `gan_utils.training.train` (the loop, checkpoints, Ctrl-C, divergence checks) with
 their own step function: `pix2pix_step` and `cyclegan_step`. Their "generator" carries
 ``paired_batches = True``, so the loop hands the step both tensors of each batch: (input, target)
-for pix2pix, (domain A, domain B) for CycleGAN. Nothing else in the library had to change.
+for pix2pix, (domain A, domain B) for CycleGAN; that pass-through is what `train` gained for them.
 
 Design choices, each stated where it is made: instance normalisation (no running statistics, so a
 model's output for an image never depends on the rest of the batch, in training or evaluation), no
@@ -24,6 +24,7 @@ CycleGAN's discriminators (Zhu et al. use one of 50 images; our runs are short a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -52,6 +53,12 @@ def downscale(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
         )
     size = (images.shape[-2] // factor, images.shape[-1] // factor)
     return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+
+
+def degraded_pair(images: torch.Tensor, factor: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) for ×``factor`` super-resolution: ``images`` shrunk by `downscale` and enlarged
+    again by `upscale_bicubic` (the size the networks work at), and ``images`` themselves."""
+    return upscale_bicubic(downscale(images, factor), factor), images
 
 
 def upscale_bicubic(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
@@ -256,6 +263,12 @@ class CycleGAN(nn.Module):
 
     paired_batches = True  # `train` hands the step (domain A batch, domain B batch)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError(
+            "a CycleGAN holds two generators; call cycle.a_to_b(x) (A to B) or cycle.b_to_a(x) (B to A), "
+            "e.g. apply(cycle.b_to_a, images)."
+        )
+
     def __init__(
         self,
         channels_a: int = 1,
@@ -296,7 +309,9 @@ def cycle_consistency_loss(
     return cycle_a + cycle_b, fake_b, fake_a
 
 
-def _cycle_terms(cycle: CycleGAN, images_a: torch.Tensor, images_b: torch.Tensor):
+def _cycle_terms(
+    cycle: CycleGAN, images_a: torch.Tensor, images_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(E|F(G(a)) - a|, E|G(F(b)) - b|, G(a), F(b))."""
     fake_b, fake_a = cycle.a_to_b(images_a), cycle.b_to_a(images_b)
     cycle_a = (cycle.b_to_a(fake_b) - images_a).abs().mean()
@@ -313,7 +328,7 @@ def pix2pix_step(
     D: PatchDiscriminator,
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
-    pairs,
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
     l1_weight: float = 100.0,
     adversarial: bool = True,
 ) -> dict[str, torch.Tensor]:
@@ -333,8 +348,8 @@ def pix2pix_step(
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()
-        metrics |= {"loss_D": loss_D.detach(), "D(x)": torch.sigmoid(real_logits.detach()).mean(),
-                    "D(G(z))": torch.sigmoid(fake_logits.detach()).mean()}  # fmt: skip
+        metrics |= {"loss_D": loss_D.detach(), "D(x, y)": torch.sigmoid(real_logits.detach()).mean(),
+                    "D(x, G(x))": torch.sigmoid(fake_logits.detach()).mean()}  # fmt: skip
     l1 = (fake - y).abs().mean()
     loss_G = l1_weight * l1
     if adversarial:
@@ -352,7 +367,7 @@ def cyclegan_step(
     D: CycleDiscriminators,
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
-    batches,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     cycle_weight: float = 10.0,
     cycle_weight_b: float | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -433,7 +448,8 @@ def high_frequency_energy(images: torch.Tensor) -> float:
     truth; a ratio near 1 means as much fine detail as real images, right or wrong.
     """
     _check_images(images, "images")
-    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).expand(images.shape[1], 1, 3, 3)
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], device=images.device)
+    kernel = kernel.expand(images.shape[1], 1, 3, 3)
     response = F.conv2d(images.float(), kernel, groups=images.shape[1])
     return response.square().mean().item()
 
@@ -455,9 +471,13 @@ def _check_pair_of_sets(estimate: torch.Tensor, truth: torch.Tensor):
 
 @torch.no_grad()
 def apply(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model(images)`` in eval mode, in batches, on the CPU."""
+    """``model(images)`` in eval mode and in batches, on the model's device; the result on the CPU."""
+    from gan_utils.runtime import device_of
+
     model.eval()
-    return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    device = device_of(model)
+    outputs = [model(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(outputs)
 
 
 def super_resolution_scores(
@@ -510,6 +530,31 @@ def cyclegan_scores(
     }
 
 
+def model_scores(recipe: ImageToImageRecipe, G: nn.Module, data: PairedData) -> dict[str, float]:
+    """The held-out scores of ``G`` trained by ``recipe``: `cyclegan_scores` or `super_resolution_scores`."""
+    if recipe.task == "cyclegan":
+        return cyclegan_scores(G, data)
+    inputs, truth = data.test
+    return super_resolution_scores(apply(G, inputs), truth, data.test_labels)
+
+
+def measured_receptive_field(D: PatchDiscriminator, size: int = 160) -> int:
+    """The receptive field of ``D`` measured, not computed: the span of input pixels whose gradient
+    reaches the centre logit of a ``size``×``size`` input, on a copy of D with its instance
+    normalisations replaced by identities (their statistics span the whole map)."""
+    import copy
+
+    D = copy.deepcopy(D)
+    for index, layer in enumerate(D.layers):
+        if isinstance(layer, nn.InstanceNorm2d):
+            D.layers[index] = nn.Identity()
+    x = torch.zeros(1, D.in_channels, size, size, requires_grad=True)
+    out = D(x)
+    out[0, out.shape[1] // 2, out.shape[2] // 2].backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
+    return int(rows.max() - rows.min() + 1)
+
+
 # ----------------------------------------------------------------------------- the chapter's data
 
 
@@ -532,10 +577,7 @@ def digit_sr_data(factor: int = 4) -> PairedData:
     images, labels, _ = load_mnist("bundled")
     train, test = stratified_split(labels, 100, seed=0)
 
-    def pairs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return upscale_bicubic(downscale(x, factor), factor), x
-
-    return PairedData(pairs(images[train]), pairs(images[test]), labels[test])
+    return PairedData(degraded_pair(images[train], factor), degraded_pair(images[test], factor), labels[test])
 
 
 def photo_sr_data(n_train: int = 6000, n_test: int = 200, size: int = 64, factor: int = 4) -> PairedData:
@@ -543,12 +585,9 @@ def photo_sr_data(n_train: int = 6000, n_test: int = 200, size: int = 64, factor
     ``load_photos("train")``, test patches only from the held-out photos (`PHOTO_TEST_NAMES`)."""
     from gan_utils.data import load_photos
 
-    def pairs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return upscale_bicubic(downscale(x, factor), factor), x
-
     train = random_patches(load_photos("train"), n_train, size, seed=0)
     test = random_patches(load_photos("test"), n_test, size, seed=1)
-    return PairedData(pairs(train), pairs(test), None)
+    return PairedData(degraded_pair(train, factor), degraded_pair(test, factor), None)
 
 
 def mnist_m_data() -> PairedData:
@@ -572,6 +611,9 @@ def mnist_m_data() -> PairedData:
 
 
 # ----------------------------------------------------------------------------- recipes
+
+
+TASKS = ("sr-digits", "sr-photos", "cyclegan")
 
 
 @dataclass(frozen=True)
@@ -598,6 +640,16 @@ class ImageToImageRecipe:
     cycle_weight_b: float | None = None
     bottleneck_blocks: int = 0
 
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}.")
+
+    def data(self) -> PairedData:
+        """This recipe's training and held-out data (`digit_sr_data`, `photo_sr_data`, `mnist_m_data`)."""
+        if self.task == "sr-photos":
+            return photo_sr_data(n_train=self.n_patches)
+        return digit_sr_data() if self.task == "sr-digits" else mnist_m_data()
+
     def models(self) -> tuple[nn.Module, nn.Module]:
         """Fresh (G, D) for this recipe."""
         if self.task == "cyclegan":
@@ -608,10 +660,11 @@ class ImageToImageRecipe:
                 PatchDiscriminator(2 * channels, self.width, self.d_downsampling))  # fmt: skip
 
     def optimisers(self, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """Adam for G and for D with the recipe's learning rate and betas."""
         return (torch.optim.Adam(G.parameters(), self.lr, betas=self.betas),
                 torch.optim.Adam(D.parameters(), self.lr, betas=self.betas))  # fmt: skip
 
-    def step(self):
+    def step(self) -> Callable[..., dict[str, torch.Tensor]]:
         """The step function for `gan_utils.training.train`, with this recipe's weights."""
         import functools
 

@@ -145,4 +145,4 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
 
 def test_evaluate_refuses_a_model_that_is_not_a_generator(capsys):
     assert main(["evaluate", "mnist-classifier"]) == 2
-    assert "not a generator" in capsys.readouterr().err
+    assert "not a noise-to-image generator" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def test_photo_split_never_shares_an_image():
 
 def test_photo_sr_test_patches_come_only_from_held_out_photos():
     test_photos = data.load_photos("test")
-    patches = data.random_patches(test_photos, 6, 16, seed=3)
+    patches = i2i.photo_sr_data(n_train=1, n_test=6, size=16).test[1]  # the chapter's test targets
     for patch in patches:  # every patch is found, unflipped or flipped, inside one held-out photo
         found = False
         for photo in test_photos:
@@ -100,18 +100,8 @@ def test_patchgan_receptive_field_matches_the_hand_computation(n_downsampling, b
     # n=3 is pix2pix's 70x70 PatchGAN: 1 + 3 * (1 + 2 + 4 + 8 + 8) = 70.
     D = i2i.PatchDiscriminator(2, width=4, n_downsampling=n_downsampling)
     assert i2i.receptive_field(D) == by_hand
-    # and measured: the input pixels that reach one output unit span exactly that many pixels. Instance
-    # normalisation's mean and variance are taken over the whole map, so they are swapped out first:
-    # the receptive field counts the convolutions only (see PatchDiscriminator's docstring).
-    for index, layer in enumerate(D.layers):
-        if isinstance(layer, nn.InstanceNorm2d):
-            D.layers[index] = nn.Identity()
-    x = torch.zeros(1, 2, 160, 160, requires_grad=True)
-    out = D(x)
-    out[0, out.shape[1] // 2, out.shape[2] // 2].backward()
-    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
-    cols = x.grad.abs().sum(dim=(0, 1, 2)).nonzero()
-    assert rows.max() - rows.min() + 1 == by_hand == cols.max() - cols.min() + 1
+    # and measured from gradients (with the instance norms swapped out): the same span
+    assert i2i.measured_receptive_field(D) == by_hand
 
 
 @pytest.mark.parametrize("size", [28, 64, 96])
@@ -212,7 +202,9 @@ def _short_run(preset: str, steps: int = 3, callbacks=(), **changes):
 
 def test_pix2pix_and_cyclegan_steps_run_in_the_library_loop():
     history, d_changed = _short_run("sr-mnist")
-    assert {"loss_D", "loss_G", "L1", "loss_G_adversarial"} <= set(history) and d_changed
+    assert {"loss_D", "loss_G", "L1", "loss_G_adversarial", "D(x, y)", "D(x, G(x))"} <= set(
+        history
+    ) and d_changed
     history, d_changed = _short_run("sr-mnist-l1", callbacks=[training.ProgressBar(update_every=1)])
     assert "loss_D" not in history and not d_changed  # L1 only: D is never trained
     history, d_changed = _short_run("sr-photos")
@@ -245,13 +237,8 @@ def task_data():
 def test_shipped_image_to_image_models_meet_their_recorded_metrics(name, task_data):
     entry = pretrained.read_manifest()[name]
     assert (pretrained.WEIGHTS_DIR / entry["file"]).stat().st_size <= 5 * 2**20
-    G = pretrained.load_pretrained(name)
     recipe = i2i.PRESETS[name]
-    test = task_data[recipe.task]
-    if recipe.task == "cyclegan":
-        measured = i2i.cyclegan_scores(G, test)
-    else:
-        measured = i2i.super_resolution_scores(i2i.apply(G, test.test[0]), test.test[1], test.test_labels)
+    measured = i2i.model_scores(recipe, pretrained.load_pretrained(name), task_data[recipe.task])
     assert measured.keys() == entry["metrics"].keys()
     for key, value in entry["metrics"].items():
         assert measured[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
@@ -266,3 +253,29 @@ def test_the_cli_refuses_to_sample_an_image_to_image_model(tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "not a noise-to-image generator" in run.stderr and "image_to_image.apply" in run.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cyclegan_step_weighs_each_half_of_the_cycle():
+    torch.manual_seed(0)
+    cycle, Ds = i2i.CycleGAN(1, 3, width=4, depth=1), i2i.CycleDiscriminators(1, 3, width=4)
+    a, b = torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        cycle_a, cycle_b, fake_b, fake_a = i2i._cycle_terms(cycle, a, b)
+        adversarial = ((Ds.b(fake_b) - 1) ** 2).mean() + (
+            (Ds.a(fake_a) - 1) ** 2
+        ).mean()  # Zhu et al.: no 1/2
+    frozen = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (cycle, Ds)]  # the step changes nothing
+    cases = {None: adversarial + 10 * (cycle_a + cycle_b), 0.0: adversarial + 10 * cycle_a,
+             2.0: adversarial + 10 * cycle_a + 2 * cycle_b}  # fmt: skip
+    for weight_b, expected in cases.items():
+        metrics = i2i.cyclegan_step(
+            cycle, Ds, *frozen, iter([(a, b)]), cycle_weight=10.0, cycle_weight_b=weight_b
+        )
+        assert metrics["loss_G"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_cyclegan_and_a_recipe_refuse_misuse_with_the_fix():
+    with pytest.raises(TypeError, match="a_to_b"):
+        i2i.apply(i2i.CycleGAN(width=4), torch.zeros(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="not one of sr-digits"):
+        i2i.ImageToImageRecipe("sr-digit", steps=1)
