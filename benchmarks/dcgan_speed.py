@@ -5,6 +5,7 @@ dcgan/main.py is written, measured in one run on the same data and device.
     python benchmarks/dcgan_speed.py --skip-quality       # throughput only, about 3 minutes
     python benchmarks/dcgan_speed.py --device cuda --throughput-steps 300 --limit-ours 60 \
         --limit-reference 240 --eval-every 3              # GPU mode, about 6 minutes on an H100
+    ... --device cuda --large-batches 256 512 1024      # also the recorded steps at larger batches
 
 The two sides:
 - **ours**: `gan_utils.training.train_step` on the chapter's 28x28 DCGAN (G width 32, D width 16),
@@ -35,6 +36,7 @@ import argparse
 import functools
 import json
 import platform
+import re
 import shlex
 import sys
 import time
@@ -139,13 +141,18 @@ def options_label(precision: str, cuda_graph: bool) -> str:
 class OurSide:
     """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128."""
 
-    batch_size = RECIPE.batch_size
-
     def __init__(
-        self, images: torch.Tensor, device: torch.device, precision: str = "float32", cuda_graph: bool = False
+        self,
+        images: torch.Tensor,
+        device: torch.device,
+        precision: str = "float32",
+        cuda_graph: bool = False,
+        batch_size: int = RECIPE.batch_size,
     ) -> None:
-        recipe = RECIPE.with_overrides(precision=precision)
-        self.name = f"ours (gan_utils, chapter 4's 28x28 DCGAN; {options_label(precision, cuda_graph)})"
+        self.batch_size = batch_size
+        recipe = RECIPE.with_overrides(precision=precision, batch_size=batch_size)
+        self.name = f"ours (gan_utils, chapter 4's 28x28 DCGAN; {options_label(precision, cuda_graph)}" \
+                    f"{'' if batch_size == RECIPE.batch_size else f', batch {batch_size}'})"  # fmt: skip
         self.G, self.D = recipe.build_models(device)
         self.opt_G, self.opt_D = recipe.optimisers(self.G, self.D, capturable=cuda_graph)
         self.batches = data.BatchIterator(
@@ -164,13 +171,18 @@ class OurSide:
 class OurTrainerAt64(OurSide):
     """Our trainer on the reference's 64x64 architecture: what the loop alone is worth."""
 
-    batch_size = 64
-
     def __init__(
-        self, images: torch.Tensor, device: torch.device, precision: str = "float32", cuda_graph: bool = False
+        self,
+        images: torch.Tensor,
+        device: torch.device,
+        precision: str = "float32",
+        cuda_graph: bool = False,
+        batch_size: int = 64,
     ) -> None:
+        self.batch_size = batch_size
+        batch = "" if batch_size == 64 else f", batch {batch_size}"
         self.name = f"ours at 64x64 (gan_utils trainer, pytorch/examples architecture; " \
-                    f"{options_label(precision, cuda_graph)})"  # fmt: skip
+                    f"{options_label(precision, cuda_graph)}{batch})"  # fmt: skip
         G = models.DCGANGenerator(latent_dim=100, width=64, image_size=64).apply(models.init_weights)
         D = models.DCGANDiscriminator(width=64, image_size=64).apply(models.init_weights)
         self.G = G.to(device, memory_format=torch.channels_last)
@@ -269,6 +281,9 @@ def main() -> None:
     parser.add_argument("--limit-reference", type=float, default=1200.0, help="seconds of training at most")
     parser.add_argument("--eval-every", type=float, default=15.0, help="training seconds between checks")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--large-batches", type=int, nargs="*", default=[],
+                        help="CUDA only: also time the recorded steps at these batch sizes, and train the "
+                        "fastest 28x28 one to the quality bar")  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -287,6 +302,14 @@ def main() -> None:
                                          ("graph_bf16", "bfloat16", True)):  # fmt: skip
             for key, side_class in ((f"ours_{suffix}", OurSide), (f"ours_64_{suffix}", OurTrainerAt64)):
                 rows[key] = functools.partial(side_class, mnist.images, device, precision, graph)
+        # Larger batches, recorded steps only: the same models and data, more images per kernel launch.
+        for batch_size in args.large_batches:
+            rows[f"ours_graph_b{batch_size}"] = functools.partial(
+                OurSide, mnist.images, device, "float32", True, batch_size
+            )
+            rows[f"ours_64_graph_bf16_b{batch_size}"] = functools.partial(
+                OurTrainerAt64, mnist.images, device, "bfloat16", True, batch_size
+            )
     for key, make_side in rows.items():
         torch.manual_seed(0)
         side = make_side()
@@ -303,6 +326,14 @@ def main() -> None:
     speeds = {k: v for k, v in result.items() if k.startswith("ours") and k.endswith("img_per_s")}
     result["throughput_ratio"] = round(max(v for k, v in speeds.items() if "_64" not in k) / reference, 1)
     result["same_architecture_ratio"] = round(max(v for k, v in speeds.items() if "_64" in k) / reference, 1)
+    if args.large_batches:  # the ratios at each side's own batch size (128 and 64), without the large batches
+        at_own_batch = {k: v for k, v in speeds.items() if not re.search(r"_b\d+_img_per_s$", k)}
+        result["throughput_ratio_own_batch"] = round(
+            max(v for k, v in at_own_batch.items() if "_64" not in k) / reference, 1
+        )
+        result["same_architecture_ratio_own_batch"] = round(
+            max(v for k, v in at_own_batch.items() if "_64" in k) / reference, 1
+        )
     print(f"throughput, our fastest / reference: {result['throughput_ratio']}x with the 28x28 model, "
           f"{result['same_architecture_ratio']}x on the reference's 64x64 architecture")  # fmt: skip
 
@@ -311,10 +342,15 @@ def main() -> None:
         real = metrics.digit_features(mnist.images[:5000], classifier)
         fastest = functools.partial(OurSide, cuda_graph=device.type == "cuda")
         sides = {"ours": fastest, "reference": ReferenceSide}
+        large = {int(match[1]): value for key, value in result.items()
+                 if (match := re.fullmatch(r"ours_graph_b(\d+)_img_per_s", key))}  # fmt: skip
+        if large:
+            batch_size = max(large, key=large.get)
+            sides[f"ours_b{batch_size}"] = functools.partial(OurSide, cuda_graph=True, batch_size=batch_size)
         for key, side_class in sides.items():
             torch.manual_seed(0)
             side = side_class(mnist.images, device)
-            limit = args.limit_ours if key == "ours" else args.limit_reference
+            limit = args.limit_reference if key == "reference" else args.limit_ours
             result[f"{key}_time_to_quality"] = time_to_quality(
                 side, device, real, classifier, limit, args.eval_every
             )

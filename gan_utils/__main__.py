@@ -45,7 +45,9 @@ INTERRUPTED = 130  # the shell's exit code for a process stopped by Ctrl-C (128 
 # recipe settings a reader may override on the command line: option -> Recipe field
 OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_D", "loss": "loss",
              "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
-             "augment": "augment", "precision": "precision", "sync_batchnorm": "sync_batchnorm"}  # fmt: skip
+             "augment": "augment", "precision": "precision", "sync_batchnorm": "sync_batchnorm",
+             "generator_width": "generator_width", "discriminator_width": "discriminator_width",
+             "r1_gamma": "r1_gamma"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -137,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--lr-d", type=positive_float, help="D's own learning rate (TTUR)")
     train.add_argument("--ema-decay", type=positive_float, help="keep and ship an EMA of G, e.g. 0.999")
+    train.add_argument("--r1-gamma", type=positive_float, help="R1 penalty on D's gradient at real data")
+    train.add_argument("--generator-width", type=positive_int, help="DCGAN: G's last hidden channels")
+    train.add_argument("--discriminator-width", type=positive_int, help="DCGAN: D's first-layer channels")
     train.add_argument(
         "--augment",
         type=augment_policy,

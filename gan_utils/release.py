@@ -110,7 +110,9 @@ def export_command(args: argparse.Namespace) -> int:
 def reproduce_command(name: str, config: dict, steps: int) -> str:
     """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed."""
     flags = {"batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d", "loss": "--loss",
-             "ema_decay": "--ema-decay", "data": "--data", "precision": "--precision"}  # fmt: skip
+             "ema_decay": "--ema-decay", "data": "--data", "precision": "--precision",
+             "r1_gamma": "--r1-gamma", "generator_width": "--generator-width",
+             "discriminator_width": "--discriminator-width"}  # fmt: skip
     switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay",
                 "sync_batchnorm": "--sync-batchnorm"}  # fmt: skip
     preset, overrides = config["preset"], config["overrides"]
