@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="under torchrun: BatchNorm statistics over all processes",
     )
+    train.add_argument(
+        "--stop-after",
+        type=positive_int,
+        help="end after this step, with the learning-rate schedule of --steps (as Ctrl-C would)",
+    )
     train.add_argument("--sample-every", type=positive_int, default=500, help="steps between sample grids")
     train.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -391,6 +396,12 @@ def train_command(args: argparse.Namespace) -> int:
     (``torchrun --nproc_per_node=N -m gan_utils train ...``) each process runs this, and
     `gan_utils.distributed` says how they share the work."""
     device = resolve_device(args.device)
+    steps = args.steps or recipes.PRESETS[args.preset].steps
+    if args.stop_after and args.stop_after >= steps:
+        raise CommandLineError(
+            f"--stop-after {args.stop_after} is not before the run's last step ({steps}); drop it, or pass a "
+            "smaller step."
+        )
     if args.cuda_graph and device.type != "cuda":
         raise CommandLineError(f"--cuda-graph records CUDA graphs, but the device is {device.type}; drop it.")
     recipe = recipe_from_args(args)
@@ -424,6 +435,10 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
         if changed:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise CommandLineError(f"--resume must repeat the original settings; changed: {details}.")
+        if args.stop_after and args.stop_after <= saved["step"]:
+            raise CommandLineError(
+                f"{args.out} already finished step {saved['step']}; --stop-after must be later than that."
+            )
         if recipe.steps <= saved["step"]:
             raise CommandLineError(
                 f"{args.out} already finished step {saved['step']}, so --steps {recipe.steps} leaves nothing "
@@ -475,7 +490,8 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
     checkpointer = training.Checkpointer(checkpoint_path, args.checkpoint_every, config, extra)
     # The final grid, checkpoint and record are written in close(), where a second Ctrl-C waits for them.
     # The schedule is built before resume (see Recipe.schedule); the EMA updates before the grids read it.
-    callbacks = [ema, grids, checkpointer, record, *recipe.schedule(opt_G, opt_D)]
+    stop_after = training.StopAfter(args.stop_after) if args.stop_after else None
+    callbacks = [ema, grids, checkpointer, record, *recipe.schedule(opt_G, opt_D), stop_after]
     callbacks = [c for c in callbacks if c is not None and (main or c not in (grids, record))]
     try:
         resumed = training.resume(checkpoint_path, G, D, opt_G, opt_D, extra) if args.resume else None
@@ -497,6 +513,8 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
     final = grids.last[1] if grids.last else None
     if main:
         print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
+    if args.stop_after and done == args.stop_after:
+        return 0
     if done < recipe.steps:  # stopped by Ctrl-C; the run resumes with --resume
         again = args.command_line if args.resume else f"{args.command_line} --resume"
         if main:

@@ -23,6 +23,7 @@ from pathlib import Path
 from gan_utils import checkpoints, data, models, recipes
 from gan_utils.__main__ import (
     CHECKPOINT_NAME,
+    CONFIG_NAME,
     RUN_RECORD_NAME,
     CommandLineError,
     OneLineErrorParser,
@@ -92,11 +93,15 @@ def export_command(args: argparse.Namespace) -> int:
         record = {"preset": config["preset"], "overrides": config["overrides"], "seed": config["seed"],
                   "command": run["commands"], "data_source": run["data_source"], "steps": run["steps"],
                   "wall_seconds": run["wall_seconds"], "device": run["device"], "metrics": {}}  # fmt: skip
-        record["reproduce"] = reproduce_command(args.name, config, run["steps"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        planned = json.loads((args.run / CONFIG_NAME).read_text())["steps"]  # the schedule's length
+        if run["steps"] < planned:  # stopped early: the weights are step run["steps"] of the longer run
+            record["planned_steps"] = planned
+        record["reproduce"] = reproduce_command(args.name, config, planned, stop_after=run["steps"])
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise CommandLineError(
-            f"{run_path} or the checkpoint's config is damaged or incomplete ({error.__class__.__name__}: "
-            f"{error}); export needs an intact folder written by 'python -m gan_utils train'."
+            f"{run_path}, {CONFIG_NAME} or the checkpoint's config is damaged or incomplete "
+            f"({error.__class__.__name__}: {error}); export needs an intact folder written by "
+            "'python -m gan_utils train'."
         ) from None
     G = generator_from(str(args.run))
     path = pretrained.export_generator(
@@ -107,8 +112,9 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def reproduce_command(name: str, config: dict, steps: int) -> str:
-    """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed."""
+def reproduce_command(name: str, config: dict, steps: int, stop_after: int | None = None) -> str:
+    """The shortest command that retrains ``name``: preset, overrides, steps (if not the preset's), seed,
+    and ``--stop-after`` when the run ended (Ctrl-C, a time limit) before its last step."""
     flags = {"batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d", "loss": "--loss",
              "ema_decay": "--ema-decay", "data": "--data", "precision": "--precision",
              "r1_gamma": "--r1-gamma", "generator_width": "--generator-width",
@@ -131,6 +137,8 @@ def reproduce_command(name: str, config: dict, steps: int) -> str:
             words += ["--augment", ",".join(value) or "none"]
         else:
             return f"recipes.preset({preset!r}, steps={steps}, **{overrides!r}) with seed {config['seed']}"
+    if stop_after is not None and stop_after < steps:
+        words += ["--stop-after", str(stop_after)]
     return shlex.join([*words, "--seed", str(config["seed"]), "--out", f"runs/{name}"])
 
 

@@ -464,6 +464,23 @@ class LinearLearningRateDecay:
                     group["lr"] = lr * scale
 
 
+class StopTraining(Exception):  # noqa: N818 (a request, like StopIteration, not an error)
+    """Raised by a callback to end training after the current step, as Ctrl-C does: callbacks close and
+    a `Checkpointer` saves."""
+
+
+class StopAfter:
+    """Callback: end training after step ``step`` of a longer run (the schedule still spans ``train``'s
+    ``steps``), so the result is that run's state at ``step``; ``--stop-after`` on the command line."""
+
+    def __init__(self, step: int) -> None:
+        self.step = check_count(step, "step")
+
+    def __call__(self, state: TrainState) -> None:
+        if state.step >= self.step:
+            raise StopTraining(f"stopped after step {state.step}, as asked")
+
+
 class ProgressBar:
     """Callback: a tqdm bar (a widget in JupyterLab, text in a shell) with the latest losses."""
 
@@ -860,8 +877,15 @@ def train(
             state = state_at(step_number)
             if step_number % log_every == 0:
                 recorder.flush()
-            for callback in callbacks:
-                callback(state)
+            stop = None
+            for callback in callbacks:  # every callback sees the step, even after one asks to stop
+                try:
+                    callback(state)
+                except StopTraining as request:
+                    stop = request
+            if stop is not None:
+                print(f"{str(stop).capitalize()}.")
+                break
             _print_queued(interrupt)
             if distributed.any_rank(interrupt["stop"]):  # all ranks stop after the same step
                 interrupt["stop"] = True

@@ -61,3 +61,36 @@ def test_every_release_command_needs_an_explicit_weights_dir(capsys):
         except SystemExit as exit_:
             code = exit_.code
         assert code == 2 and "--weights-dir" in capsys.readouterr().err
+
+
+def test_a_run_stopped_early_exports_a_reproduce_line_that_retrains_the_same_weights(tmp_path):
+    """Width and R1 overrides reach the manifest; a run ended before its last step (Ctrl-C, a time limit,
+    --stop-after) is recorded as the longer run stopped at its step, not as a shorter run."""
+    import shlex
+
+    from gan_utils import checkpoints
+
+    out, weights = tmp_path / "run", tmp_path / "weights"
+    train = ["train", "--preset", "dcgan-mnist-stable", "--steps", "6", "--stop-after", "3", "--r1-gamma", "0.5",
+             "--generator-width", "8", "--discriminator-width", "4", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert reader_cli(train) == 0
+    assert main(["export", "--run", str(out), "--name", "small", "--weights-dir", str(weights)]) == 0
+    entry = pretrained.read_manifest(weights)["small"]
+    assert entry["steps"] == 3 and entry["planned_steps"] == 6
+    assert entry["overrides"] == {"r1_gamma": 0.5, "generator_width": 8, "discriminator_width": 4}
+    words = shlex.split(entry["reproduce"])
+    assert words[words.index("--steps") + 1] == "6" and words[words.index("--stop-after") + 1] == "3"
+
+    again = tmp_path / "again"
+    words[words.index("--out") + 1] = str(again)
+    assert reader_cli([*words[3:], "--no-progress"]) == 0  # after "python -m gan_utils"
+    first, second = (checkpoints.load_checkpoint(folder / "checkpoint.pt") for folder in (out, again))
+    assert second["step"] == 3
+    assert all(torch.equal(first["G"][key], second["G"][key]) for key in first["G"])
+
+
+def test_stop_after_must_come_before_the_last_step(tmp_path, capsys):
+    train = ["train", "--preset", "toy-baseline", "--steps", "5", "--stop-after", "5", "--out", str(tmp_path / "r")]
+    assert reader_cli(train) == 2
+    assert "--stop-after 5 is not before the run's last step (5)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -207,3 +207,27 @@ def test_lr_decay_resumed_from_a_checkpoint_continues_the_same_schedule(tmp_path
         G, D, opt_G, opt_D, grid_batches(), steps=7, callbacks=[decay], progress=False, start=start
     )
     assert opt_G.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 7 / 10))
+
+
+def test_stop_after_ends_a_longer_run_at_its_step_and_the_checkpoint_holds_that_state(tmp_path):
+    path = tmp_path / "run.pt"
+    G, D, opt_G, opt_D = tiny_gan(lr=0.1)
+    decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
+    history = training.train(G, D, opt_G, opt_D, grid_batches(), steps=10, progress=False,
+                             callbacks=[training.StopAfter(6), decay, training.Checkpointer(path)])  # fmt: skip
+    assert history["step"] == [1, 2, 3, 4, 5, 6]
+    # the schedule is the 10-step run's (at step 6 of 10), and the callbacks after StopAfter still ran
+    assert opt_G.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 6 / 10))
+    assert torch.load(path, weights_only=False)["step"] == 6
+
+    G_full, D_full, opt_G_full, opt_D_full = tiny_gan(lr=0.1)
+    snapshots = {}
+
+    def keep_step_6(state):
+        if state.step == 6:
+            snapshots.update(copy.deepcopy(state.G.state_dict()))
+
+    decay = training.LinearLearningRateDecay([opt_G_full, opt_D_full], total_steps=10)
+    training.train(G_full, D_full, opt_G_full, opt_D_full, grid_batches(), steps=10, progress=False,
+                   callbacks=[decay, keep_step_6])  # fmt: skip
+    assert all(torch.equal(snapshots[key], value) for key, value in G.state_dict().items())
