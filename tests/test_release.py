@@ -71,8 +71,9 @@ def test_a_run_stopped_early_exports_a_reproduce_line_that_retrains_the_same_wei
     from gan_utils import checkpoints
 
     out, weights = tmp_path / "run", tmp_path / "weights"
-    train = ["train", "--preset", "dcgan-mnist-stable", "--steps", "6", "--stop-after", "3", "--r1-gamma", "0.5",
-             "--generator-width", "8", "--discriminator-width", "4", "--out", str(out), "--no-progress"]  # fmt: skip
+    train = ["train", "--preset", "dcgan-mnist-stable", "--steps", "6", "--stop-after", "3",
+             "--r1-gamma", "0.5", "--generator-width", "8", "--discriminator-width", "4", "--out", str(out),
+             "--no-progress"]  # fmt: skip
     assert reader_cli(train) == 0
     assert main(["export", "--run", str(out), "--name", "small", "--weights-dir", str(weights)]) == 0
     entry = pretrained.read_manifest(weights)["small"]
@@ -90,7 +91,8 @@ def test_a_run_stopped_early_exports_a_reproduce_line_that_retrains_the_same_wei
 
 
 def test_stop_after_must_come_before_the_last_step(tmp_path, capsys):
-    train = ["train", "--preset", "toy-baseline", "--steps", "5", "--stop-after", "5", "--out", str(tmp_path / "r")]
+    out = tmp_path / "r"
+    train = ["train", "--preset", "toy-baseline", "--steps", "5", "--stop-after", "5", "--out", str(out)]
     assert reader_cli(train) == 2
     assert "--stop-after 5 is not before the run's last step (5)" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert not out.exists()
