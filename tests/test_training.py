@@ -214,7 +214,7 @@ def test_stop_after_ends_a_longer_run_at_its_step_and_the_checkpoint_holds_that_
     G, D, opt_G, opt_D = tiny_gan(lr=0.1)
     decay = training.LinearLearningRateDecay([opt_G, opt_D], total_steps=10)
     callbacks = [training.StopAfter(6), decay, training.Checkpointer(path)]
-    history = training.train(G, D, opt_G, opt_D, grid_batches(), steps=10, progress=False, callbacks=callbacks)
+    history = training.train(G, D, opt_G, opt_D, grid_batches(), 10, progress=False, callbacks=callbacks)
     assert history["step"] == [1, 2, 3, 4, 5, 6]
     # the schedule is the 10-step run's (at step 6 of 10), and the callbacks after StopAfter still ran
     assert opt_G.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 6 / 10))
