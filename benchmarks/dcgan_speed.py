@@ -6,6 +6,7 @@ dcgan/main.py is written, measured in one run on the same data and device.
     python benchmarks/dcgan_speed.py --device cuda --throughput-steps 300 --limit-ours 60 \
         --limit-reference 240 --eval-every 3              # GPU mode, about 6 minutes on an H100
     ... --device cuda --large-batches 256 512 1024      # also the recorded steps at larger batches
+    python benchmarks/dcgan_speed.py --fd-target 20       # chapter 6's recipe vs chapter 4's, to FD <= 20
 
 The two sides:
 - **ours**: `gan_utils.training.train_step` on the chapter's 28x28 DCGAN (G width 32, D width 16),
@@ -54,6 +55,7 @@ from gan_utils import data, metrics, models, recipes, training
 RESULTS = Path(__file__).resolve().parent / "results"
 QUALITY = {"confidence": 0.9, "recognisable": 0.4, "smallest_class": 0.03}
 EVAL_SAMPLES = 1000
+FD_SAMPLES = 2000  # --fd-target: FD of this many samples against all 5,000 digits (the appendix's trace)
 
 
 class PILDigits(Dataset):
@@ -198,6 +200,48 @@ class OurTrainerAt64(OurSide):
         ).endless()
 
 
+class RecipeSide:
+    """A preset as `recipes.train_recipe` trains it (its own step, R1, EMA and held-out digits), at a
+    constant learning rate because the clock, not a step count, ends the run; samples from the EMA."""
+
+    def __init__(self, name: str, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> None:
+        self.recipe = recipes.preset(name, lr_decay=False)
+        self.name, self.batch_size = f"{name} (constant learning rate)", self.recipe.batch_size
+        self.G, self.D = self.recipe.build_models(device)
+        self.opt_G, self.opt_D = self.recipe.optimisers(self.G, self.D)
+        self.ema = self.recipe.ema(self.G)
+        self.batches = self.recipe.batches(images, labels, device).endless()
+        self.step_function = self.recipe.step()
+
+    def step(self) -> None:
+        self.step_function(self.G, self.D, self.opt_G, self.opt_D, self.batches)
+        if self.ema is not None:
+            self.ema.averaged.update_parameters(self.G)
+
+    @torch.no_grad()
+    def samples(self, n: int) -> torch.Tensor:
+        return metrics.sample_images(self.ema.generator if self.ema is not None else self.G, n, seed=0)
+
+
+def time_to_fd(args: argparse.Namespace, mnist: data.MNISTData, device: torch.device, result: dict) -> None:
+    """Issue 15's time to quality: each preset in ``args.fd_recipes`` until FD <= ``args.fd_target``."""
+    classifier = metrics.load_classifier()
+    real = metrics.digit_features(mnist.images, classifier)
+    result.update(fd_target=args.fd_target, fd_samples=FD_SAMPLES, threads=torch.get_num_threads())
+    for name in args.fd_recipes:
+        torch.manual_seed(0)
+        side = RecipeSide(name, mnist.images, mnist.labels, device)
+        result[name] = time_to_quality(side, device, real, classifier, args.fd_limit, args.fd_every,
+                                       done=lambda scores: scores["frechet_distance"] <= args.fd_target,
+                                       n_samples=FD_SAMPLES)  # fmt: skip
+        outcome = result[name]
+        print(
+            f"{name}: FD <= {args.fd_target} {'after' if outcome['reached'] else 'not reached in'} "
+            f"{outcome['seconds']:.0f} s of training ({outcome['steps']} steps)",
+            flush=True,
+        )
+
+
 def synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -245,9 +289,17 @@ def reached(scores: dict[str, float]) -> bool:
 
 
 def time_to_quality(
-    side, device, real: metrics.DigitFeatures, classifier, limit: float, every: float
+    side,
+    device,
+    real: metrics.DigitFeatures,
+    classifier,
+    limit: float,
+    every: float,
+    done=reached,
+    n_samples: int = EVAL_SAMPLES,
 ) -> dict:
-    """Train until QUALITY or ``limit`` seconds of training; evaluate every ``every`` training seconds."""
+    """Train until ``done(scores)`` (QUALITY by default) or ``limit`` seconds of training; evaluate
+    ``n_samples`` samples every ``every`` training seconds (evaluation time excluded)."""
     trained, steps, trace = 0.0, 0, []
     while trained < limit:
         synchronise(device)
@@ -257,7 +309,7 @@ def time_to_quality(
             steps += 1
         synchronise(device)
         trained += time.perf_counter() - start
-        fake = metrics.digit_features(side.samples(EVAL_SAMPLES), classifier)
+        fake = metrics.digit_features(side.samples(n_samples), classifier)
         scores = {
             **metrics.recognisable_digits(fake.probabilities, QUALITY["confidence"]),
             "frechet_distance": metrics.frechet_distance(real.features, fake.features),
@@ -268,7 +320,7 @@ def time_to_quality(
         print(f"  {side.name}: {trained:6.0f} s, {steps} steps, recognisable {scores['recognisable']:.1%}, "
               f"rarest digit {scores['smallest_class']:.1%}, FD {scores['frechet_distance']:.1f}",
               flush=True)  # fmt: skip
-        if reached(scores):
+        if done(scores):
             return {"seconds": round(trained, 1), "steps": steps, "reached": True, "trace": trace}
     return {"seconds": round(trained, 1), "steps": steps, "reached": False, "trace": trace}
 
@@ -284,6 +336,11 @@ def main() -> None:
     parser.add_argument("--large-batches", type=int, nargs="*", default=[],
                         help="CUDA only: also time the recorded steps at these batch sizes, and train the "
                         "fastest 28x28 one to the quality bar")  # fmt: skip
+    parser.add_argument("--fd-target", type=float,
+                        help="instead: train --fd-recipes until FD (2,000 samples) is this")  # fmt: skip
+    parser.add_argument("--fd-recipes", nargs="+", default=["dcgan-mnist-stable", "dcgan-mnist"])
+    parser.add_argument("--fd-limit", type=float, default=1200.0, help="seconds of training per recipe")
+    parser.add_argument("--fd-every", type=float, default=60.0, help="training seconds between FD checks")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -293,6 +350,13 @@ def main() -> None:
               or platform.machine(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
               "data": f"MNIST ({mnist.source}, {len(mnist.images)} images)", "quality": QUALITY,
               "command": shlex.join(["python", "benchmarks/dcgan_speed.py", *sys.argv[1:]])}  # fmt: skip
+    if args.fd_target is not None:
+        time_to_fd(args, mnist, device, result)
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"dcgan_time_to_fd_{device.type}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+        return
     # key -> a side; the GPU adds the trainer's GPU options (bf16 autocast, the step as a CUDA graph)
     rows = {"ours": lambda: OurSide(mnist.images, device),
             "reference": lambda: ReferenceSide(mnist.images, device),
