@@ -23,9 +23,12 @@ if [ "$SPEED" = 1 ]; then
       --limit-reference 45 --eval-every 3 --large-batches 256 512 1024 2>&1 | tee -a "$LOG"
   cp benchmarks/results/dcgan_speed_cuda.json "$OUT/" 2>/dev/null
 fi
-# Two candidates for dcgan-mnist: chapter 6's recipe with G and D twice as wide, without and with
+# Two candidates for dcgan-mnist: chapter 6's recipe with G 128 and D 64 channels wide, without and with
 # DiffAugment's translation; no learning-rate decay, so a run stopped by the clock is a complete recipe
-# (its manifest entry records the steps it reached). Ctrl-C (SIGINT) ends each with a checkpoint.
+# (its manifest entry records the steps it reached). Ctrl-C (SIGINT) ends each with a checkpoint. The
+# augmented run takes the eager step: random augmentation inside a recorded CUDA graph is not tested here.
+# The shipped dcgan-mnist (D 128, decay over 45,000 steps) was a later run alone; its manifest entry has
+# the command and a reproduce line.
 train=("$PY" -m gan_utils train --preset dcgan-mnist-stable --device "$DEVICE" --no-progress --steps 500000
        --no-lr-decay --generator-width 128 --discriminator-width 64 --checkpoint-every 5000
        --sample-every 500000)

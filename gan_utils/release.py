@@ -122,9 +122,12 @@ def reproduce_command(name: str, config: dict, steps: int, stop_after: int | Non
     switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay",
                 "sync_batchnorm": "--sync-batchnorm"}  # fmt: skip
     preset, overrides = config["preset"], config["overrides"]
+    stopped = bool(stop_after) and stop_after < steps  # ended before the last step of its schedule
+    stop_note = f", stopped after step {stop_after}" if stopped else ""
     if preset not in recipes.PRESETS:
         seed = config["seed"]
-        return f"preset {preset!r} (not in this gan_utils version), overrides {overrides!r}, seed {seed}"
+        return (f"preset {preset!r} (not in this gan_utils version), steps {steps}, overrides {overrides!r}, "
+                f"seed {seed}{stop_note}")  # fmt: skip
     words = ["python", "-m", "gan_utils", "train", "--preset", preset]
     if steps != recipes.PRESETS[preset].steps:
         words += ["--steps", str(steps)]
@@ -136,8 +139,9 @@ def reproduce_command(name: str, config: dict, steps: int, stop_after: int | Non
         elif key == "augment":
             words += ["--augment", ",".join(value) or "none"]
         else:
-            return f"recipes.preset({preset!r}, steps={steps}, **{overrides!r}) with seed {config['seed']}"
-    if stop_after is not None and stop_after < steps:
+            seed = config["seed"]
+            return f"recipes.preset({preset!r}, steps={steps}, **{overrides!r}) with seed {seed}{stop_note}"
+    if stopped:
         words += ["--stop-after", str(stop_after)]
     return shlex.join([*words, "--seed", str(config["seed"]), "--out", f"runs/{name}"])
 

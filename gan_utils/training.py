@@ -478,7 +478,7 @@ class StopAfter:
 
     def __call__(self, state: TrainState) -> None:
         if state.step >= self.step:
-            raise StopTraining(f"stopped after step {state.step}, as asked")
+            raise StopTraining(f"StopAfter({self.step}) asked for it")
 
 
 class ProgressBar:
@@ -861,9 +861,15 @@ def train(
         return TrainState(step_number, steps, distributed.unwrap(G), distributed.unwrap(D), opt_G, opt_D,
                           real_batches.position, data_seed, recorder)  # fmt: skip
 
+    for callback in callbacks:
+        if isinstance(callback, StopAfter) and callback.step <= done:
+            raise ValueError(
+                f"StopAfter({callback.step}) is not after step {done}, where the resumed run starts; "
+                "pass a later step."
+            )
     G.train()
     D.train()
-    state = state_at(done)
+    state, requested = state_at(done), None
     saving = f"saving {checkpointers[0].path}" if checkpointers else "no Checkpointer, so nothing to save"
     with _stop_at_step_boundary(f"Ctrl-C: stopping after this step, {saving}...") as interrupt:
         for step_number in range(done + 1, steps + 1):
@@ -877,24 +883,26 @@ def train(
             state = state_at(step_number)
             if step_number % log_every == 0:
                 recorder.flush()
-            stop = None
             for callback in callbacks:  # every callback sees the step, even after one asks to stop
                 try:
                     callback(state)
                 except StopTraining as request:
-                    stop = request
-            if stop is not None:
-                print(f"{str(stop).capitalize()}.")
-                break
+                    requested = str(request)
             _print_queued(interrupt)
-            if distributed.any_rank(interrupt["stop"]):  # all ranks stop after the same step
+            # all ranks stop after the same step, whichever of them was interrupted or asked to stop
+            if distributed.any_rank(interrupt["stop"] or requested is not None):
                 interrupt["stop"] = True
                 break
         recorder.flush()
         for callback in callbacks:
             if hasattr(callback, "close"):
                 callback.close(state)
-    if interrupt["stop"]:
+    if interrupt["stop"] and rank == 0:
         saved = f"; checkpoint saved to {checkpointers[0].path}" if checkpointers else ""
-        print(f"Interrupted after step {state.step}{saved}. The history so far is returned.")
+        reason = (
+            f"Stopped after step {state.step}: {requested}"
+            if requested
+            else f"Interrupted after step {state.step}"
+        )
+        print(f"{reason}{saved}. The history so far is returned.")
     return history

@@ -220,3 +220,11 @@ def test_train_step_draws_z_from_the_noise_sampler_it_is_given():
     batch = data.ring().sample(32, generator=torch.Generator().manual_seed(0))
     training.train_step(G, D, opt_G, opt_D, iter([batch]), noise=zeros)
     assert calls == [(32, G.latent_dim), (32, G.latent_dim)]  # D's fakes, then G's
+
+
+def test_stop_after_under_torchrun_stops_every_rank_at_the_step_and_says_so_once(tmp_path):
+    out = tmp_path / "run"
+    done = torchrun(*train_args(out, "--stop-after", "30", "--checkpoint-every", "1000")[1:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 30
+    assert done.stdout.count("Stopped after step 30: StopAfter(30) asked for it") == 1  # rank 0 alone prints

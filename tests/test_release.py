@@ -96,3 +96,18 @@ def test_stop_after_must_come_before_the_last_step(tmp_path, capsys):
     assert reader_cli(train) == 2
     assert "--stop-after 5 is not before the run's last step (5)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_run_stopped_by_stop_after_resumes_to_the_uninterrupted_result(tmp_path, capsys):
+    from gan_utils import checkpoints
+
+    base = ["train", "--preset", "toy-baseline", "--steps", "8", "--no-progress"]
+    assert reader_cli([*base, "--out", str(tmp_path / "straight")]) == 0
+    stopped = tmp_path / "stopped"
+    assert reader_cli([*base, "--stop-after", "3", "--out", str(stopped)]) == 0
+    assert reader_cli([*base, "--stop-after", "2", "--resume", "--out", str(stopped)]) == 2
+    assert "--stop-after must be later than that" in capsys.readouterr().err
+    assert reader_cli([*base, "--resume", "--out", str(stopped)]) == 0
+    a, b = (checkpoints.load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("straight", "stopped"))
+    assert a["step"] == b["step"] == 8
+    assert all(torch.equal(a["G"][key], b["G"][key]) for key in a["G"])

@@ -231,3 +231,14 @@ def test_stop_after_ends_a_longer_run_at_its_step_and_the_checkpoint_holds_that_
     training.train(G_full, D_full, opt_G_full, opt_D_full, grid_batches(), steps=10, progress=False,
                    callbacks=[decay, keep_step_6])  # fmt: skip
     assert all(torch.equal(snapshots[key], value) for key, value in G.state_dict().items())
+
+
+def test_stop_after_a_step_the_resumed_run_has_passed_is_refused(tmp_path):
+    path = tmp_path / "run.pt"
+    G, D, opt_G, opt_D = tiny_gan()
+    checkpointer = training.Checkpointer(path)
+    training.train(G, D, opt_G, opt_D, grid_batches(), 4, progress=False, callbacks=[checkpointer])
+    start = training.resume(path, G, D, opt_G, opt_D)
+    with pytest.raises(ValueError, match=r"StopAfter\(4\) is not after step 4"):
+        training.train(G, D, opt_G, opt_D, grid_batches(), 8, progress=False, start=start,
+                       callbacks=[training.StopAfter(4)])  # fmt: skip
