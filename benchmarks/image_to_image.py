@@ -1,7 +1,8 @@
 """Train, score and ship chapter 9's image-to-image models.
 
-    python benchmarks/image_to_image.py                       # all seven presets, exported
+    python benchmarks/image_to_image.py                       # the seven shipped presets, exported
     python benchmarks/image_to_image.py --preset sr-mnist --no-export
+    python benchmarks/image_to_image.py --preset cyclegan-mnistm-identity --no-export  # a measured variant
     python benchmarks/image_to_image.py --preset sr-mnist --rescore   # re-score the shipped weights only
 
 Each preset (`gan_utils.image_to_image.PRESETS`) trains with `gan_utils.training.train` and the
@@ -9,7 +10,8 @@ preset's step function, seed 0, on the CPU. With export (the default) the genera
 ``gan_utils/weights/NAME.pt`` (float16) with its manifest entry: this command, the steps, the wall
 time, the device, and the scores of the exported weights on the held-out data, which
 tests/test_image_to_image.py recomputes. Scores of every run also go to
-benchmarks/results/image_to_image.json.
+benchmarks/results/image_to_image.json. Presets outside `i2i.SHIPPED` (the CycleGAN variants of the
+performance appendix) are measured with --no-export and never ship.
 """
 
 from __future__ import annotations
@@ -104,9 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rescore", action="store_true", help="score the shipped weights again; no training")
     parser.add_argument("--weights-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     args = parser.parse_args(argv)
+    unshipped = [name for name in args.preset or () if name not in i2i.SHIPPED]
+    if unshipped and args.rescore:
+        parser.error(f"{', '.join(unshipped)} has no shipped weights to re-score; train it with --no-export.")
+    if unshipped and not args.no_export:
+        parser.error(f"{', '.join(unshipped)} is a measured variant that does not ship; add --no-export.")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results |= baselines()
-    for name in args.preset or list(i2i.PRESETS):
+    for name in args.preset or list(i2i.SHIPPED):
         if args.rescore:
             results[name] = rescore(name, args.weights_dir)
         else:

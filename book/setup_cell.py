@@ -1,8 +1,10 @@
 """The first code cell of every chapter: installs gan_utils when a launched notebook lacks it.
 
-Colab and Binder open a chapter without the book's library. This cell installs it from the
-repository that `book/_config.yml` names (``repository.url``), and in the repository's own
-environment (after `make lab`), where gan_utils is installed already, it does nothing. Run
+Colab and Binder open a chapter without the book's library. This cell clones the repository that
+`book/_config.yml` names (``repository.url``) into ~/gan-book and installs it from there (a clone,
+because chapters also read `benchmarks/results`, which is not part of the package); in the
+repository's own environment (after `make lab`), where gan_utils is installed already, it does
+nothing. Run
 ``python book/setup_cell.py`` after changing the repository URL to rewrite the cell in every
 chapter; `tests/test_launch.py` checks that all chapters carry the current cell.
 """
@@ -29,10 +31,15 @@ def setup_source(url: str | None = None) -> str:
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 if importlib.util.find_spec("gan_utils") is None:
-    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "gan_utils @ git+{url}"], check=True)"""
+    # a clone, not a bare install: chapters also read the benchmark results kept beside the library
+    clone = Path.home() / "gan-book"
+    if not clone.exists():
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "{url}", str(clone)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", str(clone)], check=True)
+    sys.path.insert(0, str(clone))  # this kernel started before the install"""
 
 
 def setup_cell() -> dict:

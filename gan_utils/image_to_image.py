@@ -310,13 +310,32 @@ def cycle_consistency_loss(
 
 
 def _cycle_terms(
-    cycle: CycleGAN, images_a: torch.Tensor, images_b: torch.Tensor
+    cycle: CycleGAN, images_a: torch.Tensor, images_b: torch.Tensor, noise: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(E|F(G(a)) - a|, E|G(F(b)) - b|, G(a), F(b))."""
+    """(E|F(G(a) + e) - a|, E|G(F(b) + e) - b|, G(a), F(b)), with e ~ N(0, ``noise``^2) per pixel
+    (Bashkirova et al., 2019, sec. 3.1; ``noise=0``: Zhu et al.'s terms)."""
     fake_b, fake_a = cycle.a_to_b(images_a), cycle.b_to_a(images_b)
-    cycle_a = (cycle.b_to_a(fake_b) - images_a).abs().mean()
-    cycle_b = (cycle.a_to_b(fake_a) - images_b).abs().mean()
+    cycle_a = (cycle.b_to_a(_noised(fake_b, noise)) - images_a).abs().mean()
+    cycle_b = (cycle.a_to_b(_noised(fake_a, noise)) - images_b).abs().mean()
     return cycle_a, cycle_b, fake_b, fake_a
+
+
+def _noised(images: torch.Tensor, std: float) -> torch.Tensor:
+    return images + std * torch.randn_like(images) if std > 0 else images
+
+
+def identity_loss(cycle: CycleGAN, images_a: torch.Tensor) -> torch.Tensor:
+    """Zhu et al.'s identity term on F's side, E|F(a) - a| (sec. 5.2, after Taigman et al., 2017):
+    F, which maps into domain A, should leave an image of A as it is. Where A is grey and B colour,
+    as in chapter 9, a goes to F as equal channels; G's term, E|G(b) - b|, then has no such reading
+    (G takes one channel) and is left out."""
+    wanted, given = cycle.b_to_a.in_channels, images_a.shape[1]
+    if given != wanted and given != 1:
+        raise ValueError(
+            f"identity_loss feeds images of A to F, which takes {wanted} channels; these have {given}. "
+            "Pass images of domain A (grey ones are repeated over F's channels)."
+        )
+    return (cycle.b_to_a(images_a.expand(-1, wanted, -1, -1)) - images_a).abs().mean()
 
 
 def _patch_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -370,18 +389,23 @@ def cyclegan_step(
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     cycle_weight: float = 10.0,
     cycle_weight_b: float | None = None,
+    identity_weight: float = 0.0,
+    reconstruction_noise: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One CycleGAN update on a batch ``(a, b)`` of unpaired images: both generators, then both Ds.
 
     G's loss is E[(D_B(G(a)) - 1)^2] + E[(D_A(F(b)) - 1)^2] + ``cycle_weight`` * L_cyc (Zhu et al.,
     eq. 3 with least-squares GAN terms, lambda = 10); ``cycle_weight=0`` is the ablation without the
     cycle. ``cycle_weight_b`` weighs the B -> A -> B term on its own (None: ``cycle_weight``; 0: a
-    cycle on A's side only, an ablation of chapter 9). Each D minimises
+    cycle on A's side only, an ablation of chapter 9). Two remedies measured in chapter 9's appendix
+    rows: ``identity_weight`` adds that weight times `identity_loss` (Zhu et al. use 0.5 lambda), and
+    ``reconstruction_noise`` adds Gaussian noise of that standard deviation to each translation before
+    it is translated back (Bashkirova et al., 2019). Each D minimises
     `losses.least_squares_discriminator_loss` (the halved least-squares loss, as in Zhu et al.'s
     code) on its domain's real images against the translations into it.
     """
     images_a, images_b = next(batches)
-    cycle_a, cycle_b, fake_b, fake_a = _cycle_terms(G, images_a, images_b)
+    cycle_a, cycle_b, fake_b, fake_a = _cycle_terms(G, images_a, images_b, reconstruction_noise)
     # Zhu et al. train G on E[(D(G(a)) - 1)^2] without Mao's 1/2, and halve only D's loss (their code):
     # twice `least_squares_generator_loss`, so that lambda = 10 weighs the cycle as in the paper
     adversarial = 2 * losses.least_squares_generator_loss(_patch_logits(D.b(fake_b))) + (
@@ -389,6 +413,8 @@ def cyclegan_step(
     )
     weight_b = cycle_weight if cycle_weight_b is None else cycle_weight_b
     loss_G = adversarial + cycle_weight * cycle_a + weight_b * cycle_b
+    if identity_weight:
+        loss_G = loss_G + identity_weight * identity_loss(G, images_a)
     opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     opt_G.step()
@@ -618,11 +644,12 @@ TASKS = ("sr-digits", "sr-photos", "cyclegan")
 
 @dataclass(frozen=True)
 class ImageToImageRecipe:
-    """Settings of one image-to-image run; `PRESETS` names the shipped ones.
+    """Settings of one image-to-image run; `PRESETS` names them (`SHIPPED`: those with shipped weights).
 
     ``task`` is "sr-digits", "sr-photos" or "cyclegan"; ``l1_weight``=lambda of pix2pix with
-    ``adversarial`` off for the L1-only twin; ``cycle_weight``=lambda of CycleGAN (0 for the ablation).
-    Adam with lr 2e-4 and betas (0.5, 0.999) for both players, as in both papers.
+    ``adversarial`` off for the L1-only twin; ``cycle_weight``=lambda of CycleGAN (0 for the ablation);
+    ``cycle_weight_b``, ``identity_weight`` and ``reconstruction_noise`` go to `cyclegan_step`. Adam
+    with lr 2e-4 and betas (0.5, 0.999) for both players, as in both papers.
     """
 
     task: str
@@ -639,10 +666,19 @@ class ImageToImageRecipe:
     n_patches: int = 6000
     cycle_weight_b: float | None = None
     bottleneck_blocks: int = 0
+    identity_weight: float = 0.0
+    reconstruction_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}.")
+        for name in ("cycle_weight", "identity_weight", "reconstruction_noise"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.task != "cyclegan" and (self.identity_weight or self.reconstruction_noise):
+            raise ValueError(
+                f"identity_weight and reconstruction_noise are CycleGAN settings; task is {self.task!r}."
+            )
 
     def data(self) -> PairedData:
         """This recipe's training and held-out data (`digit_sr_data`, `photo_sr_data`, `mnist_m_data`)."""
@@ -670,8 +706,9 @@ class ImageToImageRecipe:
 
         if self.task == "cyclegan":
             return functools.partial(
-                cyclegan_step, cycle_weight=self.cycle_weight, cycle_weight_b=self.cycle_weight_b
-            )
+                cyclegan_step, cycle_weight=self.cycle_weight, cycle_weight_b=self.cycle_weight_b,
+                identity_weight=self.identity_weight, reconstruction_noise=self.reconstruction_noise,
+            )  # fmt: skip
         return functools.partial(pix2pix_step, l1_weight=self.l1_weight, adversarial=self.adversarial)
 
 
@@ -687,4 +724,12 @@ PRESETS: dict[str, ImageToImageRecipe] = {
     # the cycle on A's side only (A -> B -> A): chapter 9's third row
     "cyclegan-mnistm-cycle-a": ImageToImageRecipe(**_CYCLE, cycle_weight_b=0.0),
 }
-SHIPPED = tuple(PRESETS)  # every preset ships
+SHIPPED = tuple(PRESETS)
+# measured, not shipped (the performance appendix's CycleGAN variants): a lighter B -> A -> B half,
+# Zhu et al.'s identity term, and Bashkirova et al.'s noise before translating back
+PRESETS |= {
+    "cyclegan-mnistm-cycle-b1": ImageToImageRecipe(**_CYCLE, cycle_weight_b=1.0),
+    "cyclegan-mnistm-identity": ImageToImageRecipe(**_CYCLE, identity_weight=5.0),
+    "cyclegan-mnistm-noise-0.2": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.2),
+    "cyclegan-mnistm-noise-0.5": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.5),
+}

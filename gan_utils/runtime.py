@@ -1,4 +1,5 @@
-"""Seeding, device choice, the quick-mode training budget, and sampling a model in eval mode.
+"""Seeding, device choice, the quick-mode training budget, sampling a model in eval mode, and reading
+the benchmarks' recorded results.
 
 Every chapter asks `budget(full=..., quick=...)` how long to train; this module is the
 only place in the book that reads the ``GAN_BOOK_QUICK`` environment variable.
@@ -7,11 +8,13 @@ only place in the book that reads the ``GAN_BOOK_QUICK`` environment variable.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import operator
 import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -172,3 +175,26 @@ def budget(full: int, quick: int) -> int:
     if quick > full:
         raise ValueError(f"budget: quick={quick} exceeds full={full}; quick mode must be smaller.")
     return quick if is_quick_mode() else full
+
+
+BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def benchmark_results(name: str) -> dict:
+    """The results file ``name`` (e.g. "toy_modes.json") that a script of `benchmarks/` wrote.
+
+    The files live in the book's repository beside the library, not inside the package, so they
+    are there in a clone (`make lab`, Binder, or the chapters' first cell on Colab, which clones the
+    repository) and missing from a bare ``pip install`` of gan_utils; that case gets a message with
+    the fix.
+    """
+    path = BENCHMARK_RESULTS / name
+    if not path.is_file():
+        known = sorted(p.name for p in BENCHMARK_RESULTS.glob("*.json")) if BENCHMARK_RESULTS.is_dir() else []
+        raise FileNotFoundError(
+            f"no benchmark results {name!r} at {path}. "
+            + (f"Known: {', '.join(known)}." if known else
+               "They ship with the book's repository, not with an installed gan_utils: clone the "
+               "repository and run `pip install -e .` in it (the chapters' first cell does this).")
+        )  # fmt: skip
+    return json.loads(path.read_text())

@@ -279,3 +279,70 @@ def test_a_cyclegan_and_a_recipe_refuse_misuse_with_the_fix():
         i2i.apply(i2i.CycleGAN(width=4), torch.zeros(1, 1, 28, 28))
     with pytest.raises(ValueError, match="not one of sr-digits"):
         i2i.ImageToImageRecipe("sr-digit", steps=1)
+
+
+def test_cyclegan_step_adds_the_identity_term_and_noise_before_translating_back():
+    torch.manual_seed(0)
+    cycle, Ds = i2i.CycleGAN(1, 3, width=4, depth=1), i2i.CycleDiscriminators(1, 3, width=4)
+    a, b = torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 3, 8, 8) * 2 - 1
+    frozen = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (cycle, Ds)]
+
+    def step(**settings):
+        torch.manual_seed(1)
+        return i2i.cyclegan_step(cycle, Ds, *frozen, iter([(a, b)]), **settings)["loss_G"].item()
+
+    with torch.no_grad():
+        fake_b, fake_a = cycle.a_to_b(a), cycle.b_to_a(b)
+        adversarial = ((Ds.b(fake_b) - 1) ** 2).mean() + ((Ds.a(fake_a) - 1) ** 2).mean()
+        identity = (cycle.b_to_a(a.repeat(1, 3, 1, 1)) - a).abs().mean()  # F(a, a, a) against a
+        torch.manual_seed(1)
+        noise_b, noise_a = 0.3 * torch.randn_like(fake_b), 0.3 * torch.randn_like(fake_a)
+        noisy_cycle = (cycle.b_to_a(fake_b + noise_b) - a).abs().mean() + (
+            cycle.a_to_b(fake_a + noise_a) - b
+        ).abs().mean()
+        plain_cycle = sum(i2i._cycle_terms(cycle, a, b)[:2])
+    assert identity > 0.05 and abs(noisy_cycle - plain_cycle) > 1e-3  # each term can be told apart
+    assert step() == pytest.approx((adversarial + 10 * plain_cycle).item(), rel=1e-5)
+    assert step(identity_weight=5.0) == pytest.approx(
+        (adversarial + 10 * plain_cycle + 5 * identity).item(), rel=1e-5
+    )
+    assert step(reconstruction_noise=0.3) == pytest.approx((adversarial + 10 * noisy_cycle).item(), rel=1e-5)
+
+
+def test_identity_loss_is_zero_for_a_mapping_that_keeps_a_and_refuses_wrong_channels():
+    class ChannelMean(nn.Module):
+        in_channels = 3
+
+        def forward(self, x):
+            return x.mean(1, keepdim=True)
+
+    cycle = i2i.CycleGAN(1, 3, width=4, depth=1)
+    a = torch.rand(4, 1, 8, 8) * 2 - 1
+    assert i2i.identity_loss(cycle, a) > 0.05  # untrained F changes a
+    cycle.b_to_a = ChannelMean()
+    assert i2i.identity_loss(cycle, a).item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="takes 3 channels; these have 2"):
+        i2i.identity_loss(cycle, torch.zeros(1, 2, 8, 8))
+
+
+def test_recipes_refuse_bad_cyclegan_settings_and_variants_never_ship():
+    with pytest.raises(ValueError, match="reconstruction_noise must be 0 or more"):
+        i2i.ImageToImageRecipe("cyclegan", steps=1, reconstruction_noise=-0.1)
+    with pytest.raises(ValueError, match="CycleGAN settings"):
+        i2i.ImageToImageRecipe("sr-digits", steps=1, identity_weight=5.0)
+    variants = set(i2i.PRESETS) - set(i2i.SHIPPED)
+    assert variants and not variants & set(pretrained.read_manifest())
+    assert all(i2i.PRESETS[name].task == "cyclegan" for name in variants)
+
+
+def test_the_benchmark_refuses_to_export_a_variant(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "image_to_image.py"
+    command = [sys.executable, str(script), "--preset", "cyclegan-mnistm-identity",
+               "--weights-dir", str(tmp_path)]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "does not ship; add --no-export" in run.stderr and not any(tmp_path.iterdir())

@@ -33,6 +33,39 @@ def test_the_setup_cell_does_nothing_where_gan_utils_is_installed():
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
 
 
+def test_the_setup_cell_clones_the_repository_where_gan_utils_is_missing(tmp_path):
+    """Where gan_utils is missing (Colab), the cell clones the repository once and installs the clone,
+    so the benchmark results beside the library are there too. A local repository stands in for
+    GitHub and pip is only recorded, so nothing is downloaded."""
+    origin = tmp_path / "origin"
+    (origin / "benchmarks" / "results").mkdir(parents=True)
+    (origin / "benchmarks" / "results" / "toy_modes.json").write_text("{}\n")
+    git = ["git", "-C", str(origin), "-c", "user.name=book", "-c", "user.email=book@example.org"]
+    for command in (["init", "--quiet"], ["add", "."], ["commit", "--quiet", "-m", "results"]):
+        subprocess.run([*git, *command], check=True, timeout=60)
+    script = (
+        "import importlib.util, subprocess, sys\n"
+        "importlib.util.find_spec = lambda name, *args: None  # as on Colab: no gan_utils\n"
+        "real_run, calls = subprocess.run, []\n"
+        "def run(command, **kwargs):\n"
+        "    calls.append(command)\n"
+        "    return real_run(command, **kwargs) if command[0] == 'git' else None\n"
+        "subprocess.run = run\n"
+        + setup_source(f"file://{origin}")
+        + "\nprint([c[0] if c[0] == 'git' else ' '.join(c[1:]) for c in calls], sys.path[0])\n"
+    )
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home)}
+    clone = home / "gan-book"
+    for expected_git_calls in (1, 0):  # the second run finds the clone and does not clone again
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                             timeout=120)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count("'git'") == expected_git_calls
+        assert f"-m pip install --quiet -e {clone}" in run.stdout and run.stdout.strip().endswith(str(clone))
+        assert (clone / "benchmarks" / "results" / "toy_modes.json").is_file()
+
+
 def test_the_wheel_ships_weights_and_javascript_and_works_outside_the_repository(tmp_path):
     """Build the wheel, install it (not editable) into a fresh virtual environment outside the
     repository, and from there run chapter 0's imports and load the shipped dcgan-mnist. The new
@@ -84,4 +117,4 @@ def test_binder_pins_the_same_library_versions_as_the_repository():
     )
     assert all(main[name] == version for name, version in binder.items()), (binder, main)
     post_build = (REPO / "binder" / "postBuild").read_text()
-    assert "pip install --no-deps ." in post_build and os.access(REPO / "binder" / "postBuild", os.X_OK)
+    assert "pip install --no-deps -e ." in post_build and os.access(REPO / "binder" / "postBuild", os.X_OK)

@@ -118,3 +118,12 @@ def test_importing_viz_does_not_load_the_classifier_or_the_pretrained_weights():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "gan_utils.viz" in loaded
     assert "gan_utils.classifier" not in loaded and "gan_utils.pretrained" not in loaded
+
+
+def test_benchmark_results_reads_the_recorded_files_and_says_how_to_get_them(monkeypatch, tmp_path):
+    assert runtime.benchmark_results("toy_modes.json")["command"].startswith("python benchmarks/toy_modes.py")
+    with pytest.raises(FileNotFoundError, match="Known: .*toy_modes.json"):
+        runtime.benchmark_results("toy_mode.json")
+    monkeypatch.setattr(runtime, "BENCHMARK_RESULTS", tmp_path / "site-packages" / "benchmarks" / "results")
+    with pytest.raises(FileNotFoundError, match=r"clone the repository and run `pip install -e \.`"):
+        runtime.benchmark_results("toy_modes.json")
