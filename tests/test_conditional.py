@@ -207,6 +207,33 @@ def test_semi_supervised_training_learns_from_a_few_labels():
     assert run.generator is not None and len(run.history["unsupervised"]) == 30
 
 
+def test_conditional_entropy_matches_the_formula_by_hand():
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # p = (1/2, 1/2) and (3/4, 1/4)
+    by_hand = (math.log(2) + -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
+    assert semi_supervised.conditional_entropy(logits).item() == pytest.approx(by_hand, rel=1e-6)
+    assert semi_supervised.conditional_entropy(torch.tensor([[50.0, 0.0, 0.0]])).item() < 1e-12
+
+
+def test_entropy_minimisation_without_a_gan_and_its_misuse():
+    images = -torch.ones(40, 1, 28, 28)
+    labels = torch.arange(40) % 2
+    images[labels == 0, :, :, :14] = 1
+    images[labels == 1, :, :, 14:] = 1
+    run = semi_supervised.train_semi_supervised(
+        images[:4], labels[:4], images[4:], steps=30, batch_size=8, max_shift=0, seed=0, gan=False,
+        entropy_weight=1.0, shift_unlabelled=True,
+    )  # fmt: skip
+    assert run.generator is None and run.history["unsupervised"] == []
+    assert semi_supervised.held_out_accuracy(run, images[4:], labels[4:]) == 1.0
+    train = semi_supervised.train_semi_supervised
+    with pytest.raises(ValueError, match="give entropy_weight > 0"):
+        train(images[:4], labels[:4], images[4:], steps=1, gan=False)
+    with pytest.raises(ValueError, match="pass unlabelled_images"):
+        train(images[:4], labels[:4], None, steps=1, entropy_weight=1.0)
+    with pytest.raises(ValueError, match="entropy_weight must be 0 or more"):
+        train(images[:4], labels[:4], images[4:], steps=1, entropy_weight=-1.0)
+
+
 def test_spectral_projection_discriminator_starts_finite():
     D = models.cdcgan_mnist_discriminator(conditioning="projection", norm="spectral")
     logits = D(torch.zeros(3, 1, 28, 28), torch.tensor([0, 1, 2]))
