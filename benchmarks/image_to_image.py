@@ -2,7 +2,7 @@
 
     python benchmarks/image_to_image.py                       # the seven shipped presets, exported
     python benchmarks/image_to_image.py --preset sr-mnist --no-export
-    python benchmarks/image_to_image.py --preset cyclegan-mnistm-identity --no-export  # a measured variant
+    python benchmarks/image_to_image.py --preset cyclegan-mnistm-identity --no-export --out /tmp/mine.json
     python benchmarks/image_to_image.py --preset sr-mnist --rescore   # re-score the shipped weights only
 
 Each preset (`gan_utils.image_to_image.PRESETS`) trains with `gan_utils.training.train` and the
@@ -10,7 +10,7 @@ preset's step function, seed 0, on the CPU. With export (the default) the genera
 ``gan_utils/weights/NAME.pt`` (float16) with its manifest entry: this command, the steps, the wall
 time, the device, and the scores of the exported weights on the held-out data, which
 tests/test_image_to_image.py recomputes. Scores of every run also go to
-benchmarks/results/image_to_image.json. Presets outside `i2i.SHIPPED` (the CycleGAN variants of the
+benchmarks/results/image_to_image.json (or --out). Presets outside `i2i.SHIPPED` (the CycleGAN variants of the
 performance appendix) are measured with --no-export and never ship.
 """
 
@@ -105,13 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-export", action="store_true", help="score only; leave gan_utils/weights alone")
     parser.add_argument("--rescore", action="store_true", help="score the shipped weights again; no training")
     parser.add_argument("--weights-dir", type=Path, default=pretrained.WEIGHTS_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default: chapter 9's)")
     args = parser.parse_args(argv)
     unshipped = [name for name in args.preset or () if name not in i2i.SHIPPED]
     if unshipped and args.rescore:
-        parser.error(f"{', '.join(unshipped)} has no shipped weights to re-score; train it with --no-export.")
+        parser.error(f"no shipped weights to re-score for {', '.join(unshipped)}; train with --no-export.")
     if unshipped and not args.no_export:
-        parser.error(f"{', '.join(unshipped)} is a measured variant that does not ship; add --no-export.")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        parser.error(f"{', '.join(unshipped)}: measured variants that do not ship; add --no-export.")
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results |= baselines()
     for name in args.preset or list(i2i.SHIPPED):
         if args.rescore:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         results["machine"] = (
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         )
-        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

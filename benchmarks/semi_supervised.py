@@ -15,8 +15,8 @@ batch size, learning-rate schedule and number of steps:
   digits (`semi_supervised.train_semi_supervised`), as in their paper;
 - "100 labels + entropy": no GAN; the unlabelled digits, shifted like the labelled ones, enter only
   through Dai et al.'s conditional-entropy term (weight 1): what the last GAN row gets without G;
-- "100 labels + GAN (K+1) + entropy": the K+1 GAN with that term and those shifts, as Dai et al.
-  (2017) train theirs;
+- "100 labels + GAN (K+1) + entropy": the K+1 GAN with Dai et al.'s (2017) term (weight 1; their
+  SVHN code uses 0.1) and our shifts of the unlabelled digits;
 - "100 labels + cdcgan samples": the first run's classifier trained on the labelled digits plus
   ``--samples`` digits drawn from the shipped `cdcgan-mnist`, labelled with the class they were
   drawn for. That generator was trained with the labels of all 4,000 training digits, so this row

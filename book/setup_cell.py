@@ -39,7 +39,8 @@ if importlib.util.find_spec("gan_utils") is None:
     if not clone.exists():
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "{url}", str(clone)], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", str(clone)], check=True)
-    sys.path.insert(0, str(clone))  # this kernel started before the install"""
+    sys.path.insert(0, str(clone))  # this kernel started before the install
+    importlib.invalidate_caches()"""
 
 
 def setup_cell() -> dict:

@@ -313,7 +313,7 @@ def _cycle_terms(
     cycle: CycleGAN, images_a: torch.Tensor, images_b: torch.Tensor, noise: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(E|F(G(a) + e) - a|, E|G(F(b) + e) - b|, G(a), F(b)), with e ~ N(0, ``noise``^2) per pixel
-    (Bashkirova et al., 2019, sec. 3.1; ``noise=0``: Zhu et al.'s terms)."""
+    (Bashkirova et al., 2019; ``noise=0``: Zhu et al.'s terms)."""
     fake_b, fake_a = cycle.a_to_b(images_a), cycle.b_to_a(images_b)
     cycle_a = (cycle.b_to_a(_noised(fake_b, noise)) - images_a).abs().mean()
     cycle_b = (cycle.a_to_b(_noised(fake_a, noise)) - images_b).abs().mean()
@@ -332,7 +332,7 @@ def identity_loss(cycle: CycleGAN, images_a: torch.Tensor) -> torch.Tensor:
     wanted, given = cycle.b_to_a.in_channels, images_a.shape[1]
     if given != wanted and given != 1:
         raise ValueError(
-            f"identity_loss feeds images of A to F, which takes {wanted} channels; these have {given}. "
+            f"identity_loss feeds images of A to F, which takes {wanted} channel(s); these have {given}. "
             "Pass images of domain A (grey ones are repeated over F's channels)."
         )
     return (cycle.b_to_a(images_a.expand(-1, wanted, -1, -1)) - images_a).abs().mean()
@@ -672,12 +672,14 @@ class ImageToImageRecipe:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}.")
-        for name in ("cycle_weight", "identity_weight", "reconstruction_noise"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        for name in ("cycle_weight", "cycle_weight_b", "identity_weight", "reconstruction_noise"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be 0 or more, got {value}.")
         if self.task != "cyclegan" and (self.identity_weight or self.reconstruction_noise):
             raise ValueError(
-                f"identity_weight and reconstruction_noise are CycleGAN settings; task is {self.task!r}."
+                f"identity_weight and reconstruction_noise are CycleGAN settings, and task is {self.task!r}: "
+                "use task='cyclegan' or leave them at 0."
             )
 
     def data(self) -> PairedData:

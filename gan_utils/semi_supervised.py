@@ -20,9 +20,9 @@ on the labels alone. Their code also weights the unsupervised loss by 1/2; we us
 Chapter 8 trains both on 100 labelled bundled digits.
 
 Dai et al. (2017) add a conditional-entropy term on unlabelled images to D's loss
-(`conditional_entropy`, in their SVHN runs); chapter 8's best row uses it, with the unlabelled
-digits shifted like the labelled ones, and measures the same term without the GAN so that the
-GAN's own share shows.
+(`conditional_entropy`, in their SVHN runs, with weight 0.1); chapter 8's best row uses it with
+weight 1 and, our choice, the unlabelled digits shifted like the labelled ones, and measures the
+same term without the GAN so that the GAN's own share shows.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ def unsupervised_loss(unlabelled_logits: torch.Tensor, fake_logits: torch.Tensor
 
 def conditional_entropy(logits: torch.Tensor) -> torch.Tensor:
     """-E_x sum_k p(k | x) log p(k | x) over the K classes: the conditional-entropy term that Dai et al.
-    (2017) add to the discriminator's loss on unlabelled images in their SVHN runs (on MNIST they use
-    a PixelCNN density term instead). Low entropy asks for a confident class on every unlabelled
-    image, which pushes the class boundaries away from where the unlabelled data lie."""
+    (2017) add to the discriminator's loss on unlabelled images in their SVHN runs (weight 0.1 in their
+    code; their MNIST discriminator has no such term, and a PixelCNN term in G's loss pushes G's
+    samples into low-density regions instead). Low entropy asks for a confident class on every
+    unlabelled image, which pushes the class boundaries away from where the unlabelled data lie."""
     log_p = F.log_softmax(logits, dim=1)
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 

@@ -219,13 +219,19 @@ def test_entropy_minimisation_without_a_gan_and_its_misuse():
     labels = torch.arange(40) % 2
     images[labels == 0, :, :, :14] = 1
     images[labels == 1, :, :, 14:] = 1
-    run = semi_supervised.train_semi_supervised(
-        images[:4], labels[:4], images[4:], steps=30, batch_size=8, max_shift=0, seed=0, gan=False,
-        entropy_weight=1.0, shift_unlabelled=True,
-    )  # fmt: skip
+    train = semi_supervised.train_semi_supervised
+    settings = dict(steps=30, batch_size=8, max_shift=2, seed=0)
+    run = train(images[:4], labels[:4], images[4:], gan=False, entropy_weight=1.0, **settings)
+    baseline = train(images[:4], labels[:4], None, **settings)
     assert run.generator is None and run.history["unsupervised"] == []
     assert semi_supervised.held_out_accuracy(run, images[4:], labels[4:]) == 1.0
-    train = semi_supervised.train_semi_supervised
+    with torch.no_grad():  # the term does its job: far more confident on the unlabelled digits
+        entropy = {name: semi_supervised.conditional_entropy(r.classifier(images[4:])).item()
+                   for name, r in (("with the term", run), ("labels alone", baseline))}  # fmt: skip
+    assert entropy["with the term"] < entropy["labels alone"] / 5, entropy
+    shifted = train(images[:4], labels[:4], images[4:], gan=False, entropy_weight=1.0, shift_unlabelled=True,
+                    **settings)  # fmt: skip
+    assert shifted.history["supervised"] != run.history["supervised"]  # the unlabelled shifts draw too
     with pytest.raises(ValueError, match="give entropy_weight > 0"):
         train(images[:4], labels[:4], images[4:], steps=1, gan=False)
     with pytest.raises(ValueError, match="pass unlabelled_images"):

@@ -321,15 +321,17 @@ def test_identity_loss_is_zero_for_a_mapping_that_keeps_a_and_refuses_wrong_chan
     assert i2i.identity_loss(cycle, a) > 0.05  # untrained F changes a
     cycle.b_to_a = ChannelMean()
     assert i2i.identity_loss(cycle, a).item() == pytest.approx(0.0, abs=1e-7)
-    with pytest.raises(ValueError, match="takes 3 channels; these have 2"):
+    with pytest.raises(ValueError, match=r"takes 3 channel\(s\); these have 2"):
         i2i.identity_loss(cycle, torch.zeros(1, 2, 8, 8))
 
 
 def test_recipes_refuse_bad_cyclegan_settings_and_variants_never_ship():
     with pytest.raises(ValueError, match="reconstruction_noise must be 0 or more"):
         i2i.ImageToImageRecipe("cyclegan", steps=1, reconstruction_noise=-0.1)
-    with pytest.raises(ValueError, match="CycleGAN settings"):
+    with pytest.raises(ValueError, match="CycleGAN settings.*use task='cyclegan'"):
         i2i.ImageToImageRecipe("sr-digits", steps=1, identity_weight=5.0)
+    with pytest.raises(ValueError, match="cycle_weight_b must be 0 or more"):
+        i2i.ImageToImageRecipe("cyclegan", steps=1, cycle_weight_b=-1.0)
     variants = set(i2i.PRESETS) - set(i2i.SHIPPED)
     assert variants and not variants & set(pretrained.read_manifest())
     assert all(i2i.PRESETS[name].task == "cyclegan" for name in variants)
@@ -345,4 +347,6 @@ def test_the_benchmark_refuses_to_export_a_variant(tmp_path):
                "--weights-dir", str(tmp_path)]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "does not ship; add --no-export" in run.stderr and not any(tmp_path.iterdir())
+    assert "do not ship; add --no-export" in run.stderr and not any(tmp_path.iterdir())
+    rescore = subprocess.run([*command, "--rescore"], capture_output=True, text=True, timeout=300)
+    assert rescore.returncode == 2 and "no shipped weights to re-score" in rescore.stderr

@@ -40,6 +40,8 @@ def test_the_setup_cell_clones_the_repository_where_gan_utils_is_missing(tmp_pat
     origin = tmp_path / "origin"
     (origin / "benchmarks" / "results").mkdir(parents=True)
     (origin / "benchmarks" / "results" / "toy_modes.json").write_text("{}\n")
+    (origin / "gan_utils").mkdir()
+    (origin / "gan_utils" / "__init__.py").write_text("CLONED = True\n")
     git = ["git", "-C", str(origin), "-c", "user.name=book", "-c", "user.email=book@example.org"]
     for command in (["init", "--quiet"], ["add", "."], ["commit", "--quiet", "-m", "results"]):
         subprocess.run([*git, *command], check=True, timeout=60)
@@ -52,7 +54,8 @@ def test_the_setup_cell_clones_the_repository_where_gan_utils_is_missing(tmp_pat
         "    return real_run(command, **kwargs) if command[0] == 'git' else None\n"
         "subprocess.run = run\n"
         + setup_source(f"file://{origin}")
-        + "\nprint([c[0] if c[0] == 'git' else ' '.join(c[1:]) for c in calls], sys.path[0])\n"
+        + "\nimport gan_utils\nassert gan_utils.CLONED  # the clone's package, importable in this process\n"
+        + "print([c[0] if c[0] == 'git' else ' '.join(c[1:]) for c in calls], sys.path[0])\n"
     )
     home = tmp_path / "home"
     env = {**os.environ, "HOME": str(home)}
