@@ -285,3 +285,30 @@ def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
     # medians of 1,000 distances each; a copying generator would sit far below (distance 0 for copies)
     assert fake_nn[:, 0].median() >= 0.95 * real_nn[:, 0].median()
     assert fake_nn[:, 0].min() > 0.5 * real_nn[:, 0].min()
+
+
+def test_latent_noise_without_truncation_is_the_seeded_normal_every_recorded_metric_used():
+    expected = torch.randn(50, 64, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(metrics.latent_noise(50, 64, seed=4), expected)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+def test_truncated_noise_stays_inside_t_with_the_variance_of_a_truncated_normal(t):
+    z = metrics.latent_noise(20_000, 8, seed=0, truncation=t)
+    assert z.abs().max() <= t
+    # Var of N(0, 1) restricted to [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1). A clamp or a rescaling differs.
+    phi, mass = math.exp(-t * t / 2) / math.sqrt(2 * math.pi), math.erf(t / math.sqrt(2))
+    assert z.var().item() == pytest.approx(1 - 2 * t * phi / mass, abs=0.01)
+    assert z.mean().item() == pytest.approx(0.0, abs=0.01)
+
+
+def test_sample_images_passes_the_truncation_to_the_codes():
+    G = pretrained.load_pretrained("dcgan-mnist")
+    codes = metrics.latent_noise(6, G.latent_dim, seed=3, truncation=1.0)
+    assert torch.equal(metrics.sample_images(G, 6, seed=3, truncation=1.0), G.eval()(codes).detach())
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "1", True])
+def test_a_bad_truncation_is_refused_with_the_fix(bad):
+    with pytest.raises(ValueError, match="truncation must be a positive number"):
+        metrics.latent_noise(4, 8, truncation=bad)
