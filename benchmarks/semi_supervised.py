@@ -107,7 +107,8 @@ def main() -> None:
         + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
         + (f" --steps {args.steps}" if args.steps != STEPS else "")
         + (f" --samples {args.samples}" if args.samples != 5000 else "")
-        + (" --rows " + " ".join(f'"{row}"' for row in rows) if rows != DEFAULT_ROWS else ""),
+        + (" --rows " + " ".join(f'"{row}"' for row in rows) if rows != DEFAULT_ROWS else "")
+        + (f" --out {args.out}" if args.out != RESULTS / "semi_supervised.json" else ""),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "steps": args.steps,
