@@ -727,10 +727,12 @@ PRESETS: dict[str, ImageToImageRecipe] = {
     "cyclegan-mnistm-cycle-a": ImageToImageRecipe(**_CYCLE, cycle_weight_b=0.0),
 }
 SHIPPED = tuple(PRESETS)
-# measured, not shipped (the performance appendix's CycleGAN variants): a lighter B -> A -> B half,
+# measured, not shipped (the performance appendix's CycleGAN variants): lighter B -> A -> B halves,
 # Zhu et al.'s identity term, and Bashkirova et al.'s noise before translating back
 PRESETS |= {
     "cyclegan-mnistm-cycle-b1": ImageToImageRecipe(**_CYCLE, cycle_weight_b=1.0),
+    "cyclegan-mnistm-cycle-b0.3": ImageToImageRecipe(**_CYCLE, cycle_weight_b=0.3),
+    "cyclegan-mnistm-cycle-b0.1": ImageToImageRecipe(**_CYCLE, cycle_weight_b=0.1),
     "cyclegan-mnistm-identity": ImageToImageRecipe(**_CYCLE, identity_weight=5.0),
     "cyclegan-mnistm-noise-0.2": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.2),
     "cyclegan-mnistm-noise-0.5": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.5),
