@@ -330,7 +330,8 @@ def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | Non
 
     ``truncation`` = t > 0 draws every coordinate from N(0, 1) restricted to [-t, t], which is
     Brock et al. (2019)'s truncation trick (they redraw the values that fall outside). Smaller t
-    gives more typical samples and less variety (chapter 6). ``None`` draws plain ``torch.randn``.
+    trades variety for fidelity, but only up to a point: tight thresholds pull the codes inside the
+    shell that G was trained on (chapter 6). ``None`` draws plain ``torch.randn``.
     """
     n, latent_dim = check_count(n, "n"), check_count(latent_dim, "latent_dim")
     generator = torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
