@@ -16,6 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_BUILD = REPO / "_build" / "quick"
+QUICK_CACHE = QUICK_BUILD / "_build" / ".jupyter_cache"  # nbval fills it too: see tests/notebook_cache.py
 
 
 def toc_pages() -> list[str]:
@@ -68,10 +69,12 @@ def run_jupyter_book(
 def build_quick_site() -> Path:
     """Build the site with quick budgets into _build/quick and return its html folder.
 
-    Execution results are cached in _build/quick/_build/.jupyter_cache (keyed on the code cells), kept
-    apart from the full build, so quick outputs can never leak into the published book.
+    Execution results are cached in QUICK_CACHE (keyed on the code cells), kept apart from the full
+    build, so quick outputs can never leak into the published book. A chapter that nbval has just run
+    is found there (tests/notebook_cache.py) and is not executed again.
     """
-    config = book_config(execute_notebooks="cache")  # the cache lives in _build/quick/_build
+    config = book_config(execute_notebooks="cache")
+    config["execute"]["cache"] = str(QUICK_CACHE)
     result = run_jupyter_book(REPO, config, REPO / "book" / "_toc.yml", QUICK_BUILD, quick=True)
     if result.returncode != 0:
         raise RuntimeError(f"quick book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
