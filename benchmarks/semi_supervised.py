@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--samples", type=int, default=5000, help="cdcgan-mnist samples in the third row")
+    parser.add_argument("--samples", type=int, default=5000, help="cdcgan-mnist samples for that row")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(DEFAULT_ROWS))
     parser.add_argument("--out", type=Path, default=RESULTS / "semi_supervised.json")
     args = parser.parse_args()

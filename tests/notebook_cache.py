@@ -2,11 +2,19 @@
 
 nbval runs every chapter cell by cell in quick mode. The browser tests need the same chapters built
 into a quick site, and jupyter-book would execute them all again (about three minutes on 2 cores).
-So when every cell of a chapter passes nbval, this plugin writes the executed notebook into the
-jupyter-cache that the quick build reads (`tests.site.QUICK_CACHE`). jupyter-book's "cache" mode
-finds a notebook there by a hash of its code cells, and renders the outputs nbval saw. A chapter
-that failed, was skipped, ran in full mode or was edited after nbval ran is not found, and the quick
-build executes it as before. The published book (`make book`) never reads this cache.
+So when every cell of a chapter passes nbval in quick mode, this plugin writes the executed notebook
+into the jupyter-cache that the quick build reads (`tests.site.QUICK_CACHE`), replacing any older
+entry. jupyter-book's "cache" mode finds a notebook there by a hash of its code cells (sources and
+metadata) and renders those outputs instead of executing it. The published book (`make book`)
+never reads this cache. What that means for the quick site, which only the browser tests see:
+
+- A partial, failing or full-mode nbval run writes nothing. The quick build then uses the entry of
+  the last passing run of the same code, if there is one, as it did before this plugin: edits to
+  `gan_utils` or to benchmark results do not change the hash. An edited chapter has a new hash, so
+  the build executes it.
+- nbval keeps less than a notebook client does: it merges each cell's printed text into the cell's
+  first stream output (so text printed after a figure shows above it), and it drops
+  `clear_output`, display updates and widget state. No chapter relies on those on the site today.
 
 The plugin also sets what nbval's kernels inherit: quick mode unless the caller chose, and no
 MPLBACKEND, so that figures are drawn inline as in the book build.
@@ -33,7 +41,6 @@ class _ChapterRun:
         self.code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
         self.outputs: dict[int, list] = {}
         self.seconds = 0.0
-        self.spoiled = False
 
 
 _runs: dict[str, _ChapterRun] = {}
@@ -80,15 +87,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if not _is_nbval_cell(item):
         return
     report = outcome.get_result()
+    if call.when != "call" or not report.passed:  # a failed or skipped cell leaves its chapter unfinished
+        return
     notebook_file = item.parent
     run = _runs.setdefault(notebook_file.nodeid, _ChapterRun(notebook_file.nb))
-    if report.failed or report.skipped:
-        run.spoiled = True
-        return
-    if call.when != "call":
-        return
     run.outputs[item.cell_num] = list(item.test_outputs or [])
     run.seconds += call.duration
     finished = len(run.outputs) == len(run.code_cells)
-    if finished and not run.spoiled and os.environ.get("GAN_BOOK_QUICK") == "1":
+    if finished and os.environ.get("GAN_BOOK_QUICK") == "1":
         _cache_chapter(str(notebook_file.path), run)

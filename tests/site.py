@@ -66,6 +66,13 @@ def run_jupyter_book(
     return subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
 
 
+def quick_site_config() -> dict:
+    """The config of the quick site: the book's, executing through the jupyter-cache in QUICK_CACHE."""
+    config = book_config(execute_notebooks="cache")
+    config["execute"]["cache"] = str(QUICK_CACHE)
+    return config
+
+
 def build_quick_site() -> Path:
     """Build the site with quick budgets into _build/quick and return its html folder.
 
@@ -73,9 +80,7 @@ def build_quick_site() -> Path:
     build, so quick outputs can never leak into the published book. A chapter that nbval has just run
     is found there (tests/notebook_cache.py) and is not executed again.
     """
-    config = book_config(execute_notebooks="cache")
-    config["execute"]["cache"] = str(QUICK_CACHE)
-    result = run_jupyter_book(REPO, config, REPO / "book" / "_toc.yml", QUICK_BUILD, quick=True)
+    result = run_jupyter_book(REPO, quick_site_config(), REPO / "book" / "_toc.yml", QUICK_BUILD, quick=True)
     if result.returncode != 0:
         raise RuntimeError(f"quick book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return QUICK_BUILD / "_build" / "html"
