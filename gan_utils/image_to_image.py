@@ -284,6 +284,67 @@ class CycleGAN(nn.Module):
         self.b_to_a = UNetGenerator(channels_b, channels_a, width, depth, False, bottleneck_blocks)
 
 
+class _CodedGenerator(nn.Module):
+    """G of `TextureCodeCycleGAN`: a U-Net on an image of A with a texture code stacked on as channels.
+
+    ``code`` is ``[n, code_channels, H/4, W/4]``, repeated to the image's size; None draws it from
+    N(0, 1) with torch's global generator, so ``apply(cycle.a_to_b, images)`` gives random textures.
+    """
+
+    def __init__(self, unet: UNetGenerator, code_channels: int) -> None:
+        super().__init__()
+        self.unet, self.code_channels = unet, code_channels
+
+    def draw_code(
+        self, n: int, size: tuple[int, int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n codes from N(0, 1), shaped for images of ``size`` (H, W)."""
+        return torch.randn(n, self.code_channels, size[0] // 4, size[1] // 4, generator=generator)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        if code is None:
+            code = self.draw_code(len(x), tuple(x.shape[-2:])).to(x.device)
+        if code.shape[:2] != (len(x), self.code_channels):
+            raise ValueError(
+                f"the texture code must have shape [{len(x)}, {self.code_channels}, h, w] for these "
+                f"{len(x)} images, got {tuple(code.shape)}; draw one with draw_code or take cycle.encoder(b)."
+            )
+        return self.unet(torch.cat([x, F.interpolate(code, size=x.shape[-2:], mode="nearest")], 1))
+
+
+class TextureCodeCycleGAN(CycleGAN):
+    """CycleGAN with a texture code on the one-to-many side, after Almahairi et al. (2018).
+
+    MNIST → MNIST-M-style is one-to-many: one digit fits any photo patch behind it. Zhu et al.'s
+    B → A → B cycle asks G to rebuild a patch from F's grey digit, which only works if F hides the
+    patch in its digit (Chu et al., 2017), and the hiding costs labels (chapter 9). Here an
+    ``encoder`` reads a code of ``code_channels`` × (H/4) × (W/4) from b; G takes (a, code) and
+    rebuilds b as G(F(b), E(b)). When translating A → B the code is drawn from N(0, 1), and
+    `texture_code_cyclegan_step` trains E to read such codes back from G's output (Almahairi et al.'s
+    latent cycle) and pulls E(b)'s channel means and spreads to 0 and 1.
+    """
+
+    def __init__(
+        self,
+        channels_a: int = 1,
+        channels_b: int = 3,
+        width: int = 32,
+        depth: int = 2,
+        bottleneck_blocks: int = 0,
+        code_channels: int = 16,
+    ) -> None:
+        super().__init__(channels_a, channels_b, width, depth, bottleneck_blocks)
+        check_count(code_channels, "code_channels")
+        self.config["code_channels"] = code_channels
+        unet = UNetGenerator(channels_a + code_channels, channels_b, width, depth, False, bottleneck_blocks)
+        self.a_to_b = _CodedGenerator(unet, code_channels)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels_b, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, code_channels, 3, 1, 1),
+        )  # fmt: skip
+
+
 class CycleDiscriminators(nn.Module):
     """CycleGAN's two PatchGAN discriminators: ``a`` judges domain A, ``b`` judges domain B."""
 
@@ -429,6 +490,51 @@ def cyclegan_step(
     return {"loss_G": loss_G.detach(), "loss_D": loss_D.detach(), "cycle": (cycle_a + cycle_b).detach()}
 
 
+def texture_code_cyclegan_step(
+    G: TextureCodeCycleGAN,
+    D: CycleDiscriminators,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    cycle_weight: float = 10.0,
+    latent_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """One update of `TextureCodeCycleGAN`: G, F and E, then both Ds, as in `cyclegan_step`.
+
+    G's loss is `cyclegan_step`'s, with both cycles: |F(G(a, z)) - a| with z ~ N(0, 1), and
+    |G(F(b), E(b)) - b|, where F(b) enters the second as a constant, so that cycle trains G and E
+    but not F: F learns to draw digits from its GAN term and the A-side cycle alone, and nothing asks
+    it to hide the patch. Added: ``latent_weight`` * |E(G(a, z)) - z| (the code must be readable
+    from G's output, Almahairi et al.'s latent cycle), and (mean of E(b))² + (std of E(b) - 1)² per
+    code channel, so that the codes E reads look like the N(0, 1) draws G is given.
+    """
+    images_a, images_b = next(batches)
+    z = G.a_to_b.draw_code(len(images_a), tuple(images_a.shape[-2:])).to(images_a.device)
+    fake_b, fake_a = G.a_to_b(images_a, z), G.b_to_a(images_b)
+    code_b = G.encoder(images_b)
+    cycle_a = (G.b_to_a(fake_b) - images_a).abs().mean()
+    cycle_b = (G.a_to_b(fake_a.detach(), code_b) - images_b).abs().mean()
+    latent = (G.encoder(fake_b) - z).abs().mean()
+    code_prior = code_b.mean((0, 2, 3)).pow(2).mean() + (code_b.std((0, 2, 3)) - 1).pow(2).mean()
+    adversarial = 2 * losses.least_squares_generator_loss(_patch_logits(D.b(fake_b))) + (
+        2 * losses.least_squares_generator_loss(_patch_logits(D.a(fake_a)))
+    )
+    loss_G = adversarial + cycle_weight * (cycle_a + cycle_b) + latent_weight * latent + code_prior
+    opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    opt_G.step()
+    loss_D = losses.least_squares_discriminator_loss(
+        _patch_logits(D.a(images_a)), _patch_logits(D.a(fake_a.detach()))
+    ) + losses.least_squares_discriminator_loss(
+        _patch_logits(D.b(images_b)), _patch_logits(D.b(fake_b.detach()))
+    )
+    opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    opt_D.step()
+    return {"loss_G": loss_G.detach(), "loss_D": loss_D.detach(), "cycle": (cycle_a + cycle_b).detach(),
+            "latent": latent.detach()}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- measures
 
 
@@ -536,7 +642,8 @@ def cyclegan_scores(
 
     ``label_preservation``: chapter 5's classifier's accuracy on F(b), MNIST-M-style digits
     translated to MNIST, against the digits' labels. ``frechet_distance``: F(b) against the real
-    held-out MNIST digits. ``cycle_error_a``/``_b``: mean |F(G(a)) - a| and |G(F(b)) - b|.
+    held-out MNIST digits. ``cycle_error_a``/``_b``: mean |F(G(a)) - a| and |G(F(b)) - b| (for a
+    `TextureCodeCycleGAN`, G(a) with random codes and G(F(b), E(b))).
     ``grey_accuracy``: the classifier on b's channel mean, untranslated, for comparison.
     """
     from gan_utils import metrics
@@ -552,8 +659,17 @@ def cyclegan_scores(
         "grey_accuracy": (grey.probabilities.argmax(1) == test.test_labels).float().mean().item(),
         "frechet_distance": metrics.frechet_distance(real.features, translated.features),
         "cycle_error_a": (apply(cycle.b_to_a, to_b) - images_a).abs().mean().item(),
-        "cycle_error_b": (apply(cycle.a_to_b, to_a) - images_b).abs().mean().item(),
+        "cycle_error_b": (_rebuild_b(cycle, to_a, images_b) - images_b).abs().mean().item(),
     }
+
+
+def _rebuild_b(cycle: CycleGAN, translated: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
+    """G(F(b)), or G(F(b), E(b)) for a `TextureCodeCycleGAN`."""
+    if not isinstance(cycle, TextureCodeCycleGAN):
+        return apply(cycle.a_to_b, translated)
+    cycle.eval()
+    with torch.no_grad():
+        return cycle.a_to_b(translated, cycle.encoder(images_b))
 
 
 def model_scores(recipe: ImageToImageRecipe, G: nn.Module, data: PairedData) -> dict[str, float]:
@@ -668,6 +784,7 @@ class ImageToImageRecipe:
     bottleneck_blocks: int = 0
     identity_weight: float = 0.0
     reconstruction_noise: float = 0.0
+    code_channels: int = 0  # > 0: a `TextureCodeCycleGAN` trained by `texture_code_cyclegan_step`
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -682,6 +799,14 @@ class ImageToImageRecipe:
                 "use task='cyclegan' or leave them at 0."
             )
 
+        if self.code_channels and (self.task != "cyclegan" or self.cycle_weight_b is not None
+                                   or self.identity_weight or self.reconstruction_noise):  # fmt: skip
+            raise ValueError(
+                "code_channels > 0 trains a TextureCodeCycleGAN, whose step has its own B-side cycle: "
+                "use it with task='cyclegan' and leave cycle_weight_b, identity_weight and "
+                "reconstruction_noise at their defaults."
+            )
+
     def data(self) -> PairedData:
         """This recipe's training and held-out data (`digit_sr_data`, `photo_sr_data`, `mnist_m_data`)."""
         if self.task == "sr-photos":
@@ -690,6 +815,9 @@ class ImageToImageRecipe:
 
     def models(self) -> tuple[nn.Module, nn.Module]:
         """Fresh (G, D) for this recipe."""
+        if self.code_channels:
+            G = TextureCodeCycleGAN(1, 3, self.width, self.depth, self.bottleneck_blocks, self.code_channels)
+            return G, CycleDiscriminators(1, 3, self.width, self.d_downsampling)
         if self.task == "cyclegan":
             return (CycleGAN(1, 3, self.width, self.depth, self.bottleneck_blocks),
                     CycleDiscriminators(1, 3, self.width, self.d_downsampling))  # fmt: skip
@@ -706,6 +834,8 @@ class ImageToImageRecipe:
         """The step function for `gan_utils.training.train`, with this recipe's weights."""
         import functools
 
+        if self.code_channels:
+            return functools.partial(texture_code_cyclegan_step, cycle_weight=self.cycle_weight)
         if self.task == "cyclegan":
             return functools.partial(
                 cyclegan_step, cycle_weight=self.cycle_weight, cycle_weight_b=self.cycle_weight_b,
@@ -736,4 +866,6 @@ PRESETS |= {
     "cyclegan-mnistm-identity": ImageToImageRecipe(**_CYCLE, identity_weight=5.0),
     "cyclegan-mnistm-noise-0.2": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.2),
     "cyclegan-mnistm-noise-0.5": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.5),
+    # both cycles, with a texture code read from b for the B -> A -> B one (TextureCodeCycleGAN)
+    "cyclegan-mnistm-texture-code": ImageToImageRecipe(**_CYCLE, code_channels=16),
 }

@@ -350,3 +350,64 @@ def test_the_benchmark_refuses_to_export_a_variant(tmp_path):
     assert "do not ship; add --no-export" in run.stderr and not any(tmp_path.iterdir())
     rescore = subprocess.run([*command, "--rescore"], capture_output=True, text=True, timeout=300)
     assert rescore.returncode == 2 and "no shipped weights to re-score" in rescore.stderr
+
+
+def test_texture_code_cyclegan_takes_a_code_from_b_and_refuses_a_wrong_one():
+    torch.manual_seed(0)
+    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4)
+    a, b = torch.rand(2, 1, 28, 28) * 2 - 1, torch.rand(2, 3, 28, 28) * 2 - 1
+    code = cycle.encoder(b)
+    assert code.shape == (2, 4, 7, 7)
+    assert cycle.a_to_b(a, code).shape == (2, 3, 28, 28)
+    assert cycle.a_to_b(a).shape == (2, 3, 28, 28)  # a random texture
+    assert not torch.equal(cycle.a_to_b(a, code), cycle.a_to_b(a, code + 1))  # the code matters
+    with pytest.raises(ValueError, match=r"texture code must have shape \[2, 4, h, w\].*cycle.encoder\(b\)"):
+        cycle.a_to_b(a, torch.zeros(2, 3, 7, 7))
+
+
+def test_texture_code_step_trains_the_encoder_and_the_scores_rebuild_b_from_its_code():
+    torch.manual_seed(0)
+    recipe = i2i.ImageToImageRecipe("cyclegan", steps=1, width=8, batch_size=4, code_channels=4)
+    G, D = recipe.models()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    a, b = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 3, 28, 28) * 2 - 1
+    encoder_before = [p.detach().clone() for p in G.encoder.parameters()]
+    metrics = recipe.step()(G, D, opt_G, opt_D, iter([(a, b)]))
+    assert {"loss_G", "loss_D", "cycle", "latent"} <= set(metrics)
+    assert all(torch.isfinite(value) for value in metrics.values())
+    assert any(not torch.equal(p, q) for p, q in zip(G.encoder.parameters(), encoder_before, strict=True))
+    scores = i2i.cyclegan_scores(G, i2i.PairedData((a, b), (a, b), torch.arange(4)))
+    with torch.no_grad():
+        rebuilt = G.a_to_b(G.b_to_a(b), G.encoder(b))
+    assert scores["cycle_error_b"] == pytest.approx((rebuilt - b).abs().mean().item(), rel=1e-5)
+
+
+def test_texture_code_recipes_refuse_the_plain_cyclegans_b_side_settings():
+    with pytest.raises(ValueError, match="code_channels > 0 trains a TextureCodeCycleGAN"):
+        i2i.ImageToImageRecipe("cyclegan", steps=1, code_channels=4, cycle_weight_b=0.0)
+    with pytest.raises(ValueError, match="use it with task='cyclegan'"):
+        i2i.ImageToImageRecipe("sr-digits", steps=1, code_channels=4)
+
+
+def test_texture_code_b_cycle_leaves_f_untrained():
+    """F(b) enters |G(F(b), E(b)) - b| as a constant: with D_A blind, no gradient reaches F(b)."""
+
+    class BlindCritic(torch.nn.Module):
+        def forward(self, x):
+            return x.sum((1, 2, 3), keepdim=True) * 0 + 1
+
+    torch.manual_seed(0)
+    recipe = i2i.ImageToImageRecipe("cyclegan", steps=1, width=8, batch_size=4, code_channels=4)
+    G, D = recipe.models()
+    D.a = BlindCritic()
+    opt_G, opt_D = recipe.optimisers(G, D)
+    a, b = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 3, 28, 28) * 2 - 1
+    grads = []
+
+    def keep_gradient_of_f_of_b(module, inputs, output):
+        if inputs[0] is b:
+            output.register_hook(grads.append)
+
+    G.b_to_a.register_forward_hook(keep_gradient_of_f_of_b)
+    recipe.step()(G, D, opt_G, opt_D, iter([(a, b)]))
+    assert grads and all(grad.abs().max() == 0 for grad in grads)
