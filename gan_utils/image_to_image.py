@@ -868,4 +868,6 @@ PRESETS |= {
     "cyclegan-mnistm-noise-0.5": ImageToImageRecipe(**_CYCLE, reconstruction_noise=0.5),
     # both cycles, with a texture code read from b for the B -> A -> B one (TextureCodeCycleGAN)
     "cyclegan-mnistm-texture-code": ImageToImageRecipe(**_CYCLE, code_channels=16),
+    "cyclegan-mnistm-texture-code-12k": ImageToImageRecipe(**(_CYCLE | dict(steps=12000)), code_channels=16),
+    "cyclegan-mnistm-12k": ImageToImageRecipe(**(_CYCLE | dict(steps=12000))),  # its budget, without the code
 }
