@@ -324,22 +324,18 @@ class TextureCodeCycleGAN(CycleGAN):
     latent cycle) and pulls E(b)'s channel means and spreads to 0 and 1.
     """
 
-    def __init__(
-        self,
-        channels_a: int = 1,
-        channels_b: int = 3,
-        width: int = 32,
-        depth: int = 2,
-        bottleneck_blocks: int = 0,
-        code_channels: int = 16,
-    ) -> None:
-        super().__init__(channels_a, channels_b, width, depth, bottleneck_blocks)
+    def __init__(self, code_channels: int = 16, **cycle_settings) -> None:
+        """``cycle_settings``: `CycleGAN`'s channels_a, channels_b, width, depth and bottleneck_blocks."""
+        super().__init__(**cycle_settings)
         check_count(code_channels, "code_channels")
         self.config["code_channels"] = code_channels
-        unet = UNetGenerator(channels_a + code_channels, channels_b, width, depth, False, bottleneck_blocks)
+        c = self.config
+        unet = UNetGenerator(c["channels_a"] + code_channels, c["channels_b"], c["width"], c["depth"], False,
+                             c["bottleneck_blocks"])  # fmt: skip
         self.a_to_b = _CodedGenerator(unet, code_channels)
+        width = c["width"]
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels_b, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c["channels_b"], width, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(2 * width, code_channels, 3, 1, 1),
         )  # fmt: skip
@@ -461,9 +457,9 @@ def cyclegan_step(
     cycle on A's side only, an ablation of chapter 9). Two remedies measured in chapter 9's appendix
     rows: ``identity_weight`` adds that weight times `identity_loss` (Zhu et al. use 0.5 lambda), and
     ``reconstruction_noise`` adds Gaussian noise of that standard deviation to each translation before
-    it is translated back (Bashkirova et al., 2019). Each D minimises
-    `losses.least_squares_discriminator_loss` (the halved least-squares loss, as in Zhu et al.'s
-    code) on its domain's real images against the translations into it.
+    it is translated back (Bashkirova et al., 2019). `update_generators_then_discriminators` takes
+    the optimiser steps: each D minimises the halved least-squares loss, as in Zhu et al.'s code, on
+    its domain's real images against the translations into it.
     """
     images_a, images_b = next(batches)
     cycle_a, cycle_b, fake_b, fake_a = _cycle_terms(G, images_a, images_b, reconstruction_noise)
@@ -476,9 +472,29 @@ def cyclegan_step(
     loss_G = adversarial + cycle_weight * cycle_a + weight_b * cycle_b
     if identity_weight:
         loss_G = loss_G + identity_weight * identity_loss(G, images_a)
+    real, fake = (images_a, images_b), (fake_a, fake_b)
+    loss_D = update_generators_then_discriminators(loss_G, opt_G, D, opt_D, real, fake)
+    return {"loss_G": loss_G.detach(), "loss_D": loss_D.detach(), "cycle": (cycle_a + cycle_b).detach()}
+
+
+def update_generators_then_discriminators(
+    loss_G: torch.Tensor,
+    opt_G: torch.optim.Optimizer,
+    D: CycleDiscriminators,
+    opt_D: torch.optim.Optimizer,
+    real: tuple[torch.Tensor, torch.Tensor],
+    fake: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The end of a CycleGAN step: one step of the generators on ``loss_G``, then one of both Ds.
+
+    Each D minimises `losses.least_squares_discriminator_loss` (Mao et al.'s, halved as in Zhu et
+    al.'s code) on its domain's ``real`` images, (a, b), against the ``fake`` ones, (F(b), G(a)),
+    detached. Returns the Ds' summed loss.
+    """
     opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     opt_G.step()
+    (images_a, images_b), (fake_a, fake_b) = real, fake
     loss_D = losses.least_squares_discriminator_loss(
         _patch_logits(D.a(images_a)), _patch_logits(D.a(fake_a.detach()))
     ) + losses.least_squares_discriminator_loss(
@@ -487,7 +503,7 @@ def cyclegan_step(
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     opt_D.step()
-    return {"loss_G": loss_G.detach(), "loss_D": loss_D.detach(), "cycle": (cycle_a + cycle_b).detach()}
+    return loss_D
 
 
 def texture_code_cyclegan_step(
@@ -518,19 +534,10 @@ def texture_code_cyclegan_step(
     code_prior = code_b.mean((0, 2, 3)).pow(2).mean() + (code_b.std((0, 2, 3)) - 1).pow(2).mean()
     adversarial = 2 * losses.least_squares_generator_loss(_patch_logits(D.b(fake_b))) + (
         2 * losses.least_squares_generator_loss(_patch_logits(D.a(fake_a)))
-    )
+    )  # as in cyclegan_step
     loss_G = adversarial + cycle_weight * (cycle_a + cycle_b) + latent_weight * latent + code_prior
-    opt_G.zero_grad(set_to_none=True)
-    loss_G.backward()
-    opt_G.step()
-    loss_D = losses.least_squares_discriminator_loss(
-        _patch_logits(D.a(images_a)), _patch_logits(D.a(fake_a.detach()))
-    ) + losses.least_squares_discriminator_loss(
-        _patch_logits(D.b(images_b)), _patch_logits(D.b(fake_b.detach()))
-    )
-    opt_D.zero_grad(set_to_none=True)
-    loss_D.backward()
-    opt_D.step()
+    real, fake = (images_a, images_b), (fake_a, fake_b)
+    loss_D = update_generators_then_discriminators(loss_G, opt_G, D, opt_D, real, fake)
     return {"loss_G": loss_G.detach(), "loss_D": loss_D.detach(), "cycle": (cycle_a + cycle_b).detach(),
             "latent": latent.detach()}  # fmt: skip
 
@@ -816,7 +823,8 @@ class ImageToImageRecipe:
     def models(self) -> tuple[nn.Module, nn.Module]:
         """Fresh (G, D) for this recipe."""
         if self.code_channels:
-            G = TextureCodeCycleGAN(1, 3, self.width, self.depth, self.bottleneck_blocks, self.code_channels)
+            G = TextureCodeCycleGAN(self.code_channels, channels_a=1, channels_b=3, width=self.width,
+                                    depth=self.depth, bottleneck_blocks=self.bottleneck_blocks)  # fmt: skip
             return G, CycleDiscriminators(1, 3, self.width, self.d_downsampling)
         if self.task == "cyclegan":
             return (CycleGAN(1, 3, self.width, self.depth, self.bottleneck_blocks),
