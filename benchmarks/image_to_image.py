@@ -4,14 +4,16 @@
     python benchmarks/image_to_image.py --preset sr-mnist --no-export
     python benchmarks/image_to_image.py --preset cyclegan-mnistm-identity --no-export --out /tmp/mine.json
     python benchmarks/image_to_image.py --preset sr-mnist --rescore   # re-score the shipped weights only
+    python benchmarks/image_to_image.py --preset cyclegan-mnistm --no-export --seed 1   # another seed
 
 Each preset (`gan_utils.image_to_image.PRESETS`) trains with `gan_utils.training.train` and the
-preset's step function, seed 0, on the CPU. With export (the default) the generator is written to
+preset's step function, seed 0 (or --seed), on the CPU. With export (the default) the generator is written to
 ``gan_utils/weights/NAME.pt`` (float16) with its manifest entry: this command, the steps, the wall
 time, the device, and the scores of the exported weights on the held-out data, which
 tests/test_image_to_image.py recomputes. Scores of every run also go to
 benchmarks/results/image_to_image.json (or --out). Presets outside `i2i.SHIPPED` (the CycleGAN variants of the
-performance appendix) are measured with --no-export and never ship.
+performance appendix) are measured with --no-export and never ship. A run with --seed N (N > 0) is
+scored as "NAME (seed N)" and never ships: the shipped weights are the seed-0 ones.
 """
 
 from __future__ import annotations
@@ -57,17 +59,17 @@ def baselines() -> dict[str, dict[str, float]]:
     }
 
 
-def run(name: str, export: bool, weights_dir: Path) -> dict[str, float]:
+def run(name: str, export: bool, weights_dir: Path, seed: int = 0) -> dict[str, float]:
     recipe = i2i.PRESETS[name]
     if export:
         pretrained.check_new_name(name, weights_dir, overwrite=True)
     data = recipe.data()
-    set_seed(0)
+    set_seed(seed)
     G, D = recipe.models()
     opt_G, opt_D = recipe.optimisers(G, D)
     batches = BatchIterator(*data.train, batch_size=recipe.batch_size, drop_last=True)
     start = time.perf_counter()
-    training.train(G, D, opt_G, opt_D, batches, recipe.steps, step=recipe.step(), data_seed=0)
+    training.train(G, D, opt_G, opt_D, batches, recipe.steps, step=recipe.step(), data_seed=seed)
     wall = time.perf_counter() - start
     if export:
         record = {
@@ -106,7 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rescore", action="store_true", help="score the shipped weights again; no training")
     parser.add_argument("--weights-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default: chapter 9's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the models and data order (default 0)")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be 0 or more, got {args.seed}.")
+    if args.seed and not args.no_export:
+        parser.error(f"the shipped weights are seed 0's; add --no-export to measure seed {args.seed}.")
+    if args.seed and args.rescore:
+        parser.error("--rescore scores the shipped (seed 0) weights; drop --seed.")
     unshipped = [name for name in args.preset or () if name not in i2i.SHIPPED]
     if unshipped and args.rescore:
         parser.error(f"no shipped weights to re-score for {', '.join(unshipped)}; train with --no-export.")
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.rescore:
             results[name] = rescore(name, args.weights_dir)
         else:
-            results[name] = run(name, not args.no_export, args.weights_dir)
+            key = f"{name} (seed {args.seed})" if args.seed else name
+            results[key] = run(name, not args.no_export, args.weights_dir, args.seed)
         results["machine"] = (
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         )

@@ -37,6 +37,7 @@ ARCHITECTURES = {
     "MNISTClassifier": classifier.MNISTClassifier,
     "UNetGenerator": image_to_image.UNetGenerator,  # chapter 9's super-resolution
     "CycleGAN": image_to_image.CycleGAN,  # chapter 9: both generators of a CycleGAN
+    "TextureCodeCycleGAN": image_to_image.TextureCodeCycleGAN,  # chapter 9: with its texture encoder
 }
 # lower-case letters and digits, joined by single "-", "_" or ".": no "/", no "..", no hidden files
 NAME_PATTERN = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")

@@ -350,6 +350,13 @@ def test_the_benchmark_refuses_to_export_a_variant(tmp_path):
     assert "do not ship; add --no-export" in run.stderr and not any(tmp_path.iterdir())
     rescore = subprocess.run([*command, "--rescore"], capture_output=True, text=True, timeout=300)
     assert rescore.returncode == 2 and "no shipped weights to re-score" in rescore.stderr
+    shipped = [sys.executable, str(script), "--preset", "cyclegan-mnistm", "--weights-dir", str(tmp_path)]
+    refusals = {("--seed", "1"): "the shipped weights are seed 0's; add --no-export",
+                ("--seed", "-1", "--no-export"): "--seed must be 0 or more, got -1"}  # fmt: skip
+    for extra, message in refusals.items():
+        refused = subprocess.run([*shipped, *extra], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_texture_code_cyclegan_takes_a_code_from_b_and_refuses_a_wrong_one():
@@ -411,3 +418,33 @@ def test_texture_code_b_cycle_leaves_f_untrained():
     G.b_to_a.register_forward_hook(keep_gradient_of_f_of_b)
     recipe.step()(G, D, opt_G, opt_D, iter([(a, b)]))
     assert grads and all(grad.abs().max() == 0 for grad in grads)
+
+
+def test_translations_with_a_texture_code_repeat_for_a_seed_and_plain_ones_need_none():
+    torch.manual_seed(0)
+    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4)
+    a = torch.rand(300, 1, 28, 28) * 2 - 1  # more than one batch of 256
+    first, again, other = (i2i.translate_a_to_b(cycle, a, seed=s) for s in (0, 0, 1))
+    assert first.shape == (300, 3, 28, 28) and torch.equal(first, again) and not torch.equal(first, other)
+    codes = cycle.a_to_b.draw_code(300, (28, 28), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(first, cycle.a_to_b(a, codes), atol=1e-6)  # one code per image, batches joined
+    plain = i2i.CycleGAN(1, 3, width=4, depth=1)
+    assert torch.equal(i2i.translate_a_to_b(plain, a[:5]), i2i.apply(plain.a_to_b, a[:5]))
+    # the scores draw their codes from seed 0, so they repeat whatever torch's global generator did
+    test = i2i.PairedData((a, first), (a, first), torch.arange(300) % 10)
+    scores = [i2i.cyclegan_scores(cycle, test, classifier=None)]
+    torch.manual_seed(123)
+    scores.append(i2i.cyclegan_scores(cycle, test, classifier=None))
+    assert scores[0] == scores[1]
+
+
+def test_a_texture_code_cyclegan_exports_and_loads_with_its_encoder(tmp_path):
+    torch.manual_seed(0)
+    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4)
+    pretrained.export_generator(cycle, "coded", {"steps": 0}, weights_dir=tmp_path)
+    loaded = pretrained.load_pretrained("coded", weights_dir=tmp_path)
+    assert type(loaded) is i2i.TextureCodeCycleGAN and loaded.config == cycle.config
+    b = torch.rand(2, 3, 28, 28) * 2 - 1
+    with torch.no_grad():  # float16 on disk: equal to about three decimals
+        assert torch.allclose(loaded.encoder(b), cycle.eval().encoder(b), atol=2e-2)
