@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be 0 or more, got {args.seed}.")
-    if args.seed and not args.no_export:
-        parser.error(f"the shipped weights are seed 0's; add --no-export to measure seed {args.seed}.")
     if args.seed and args.rescore:
         parser.error("--rescore scores the shipped (seed 0) weights; drop --seed.")
+    if args.seed and not args.no_export:
+        parser.error(f"the shipped weights are seed 0's; add --no-export to measure seed {args.seed}.")
     unshipped = [name for name in args.preset or () if name not in i2i.SHIPPED]
     if unshipped and args.rescore:
         parser.error(f"no shipped weights to re-score for {', '.join(unshipped)}; train with --no-export.")

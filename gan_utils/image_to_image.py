@@ -650,7 +650,7 @@ def cyclegan_scores(
     ``label_preservation``: chapter 5's classifier's accuracy on F(b), MNIST-M-style digits
     translated to MNIST, against the digits' labels. ``frechet_distance``: F(b) against the real
     held-out MNIST digits. ``cycle_error_a``/``_b``: mean |F(G(a)) - a| and |G(F(b)) - b| (for a
-    `TextureCodeCycleGAN`, G(a) with random codes and G(F(b), E(b))).
+    `TextureCodeCycleGAN`, G(a) with codes drawn from seed 0 by `translate_a_to_b`, and G(F(b), E(b))).
     ``grey_accuracy``: the classifier on b's channel mean, untranslated, for comparison.
     """
     from gan_utils import metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 
@@ -352,7 +353,8 @@ def test_the_benchmark_refuses_to_export_a_variant(tmp_path):
     assert rescore.returncode == 2 and "no shipped weights to re-score" in rescore.stderr
     shipped = [sys.executable, str(script), "--preset", "cyclegan-mnistm", "--weights-dir", str(tmp_path)]
     refusals = {("--seed", "1"): "the shipped weights are seed 0's; add --no-export",
-                ("--seed", "-1", "--no-export"): "--seed must be 0 or more, got -1"}  # fmt: skip
+                ("--seed", "-1", "--no-export"): "--seed must be 0 or more, got -1",
+                ("--seed", "2", "--rescore"): "scores the shipped (seed 0) weights; drop --seed"}  # fmt: skip
     for extra, message in refusals.items():
         refused = subprocess.run([*shipped, *extra], capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
@@ -437,6 +439,8 @@ def test_translations_with_a_texture_code_repeat_for_a_seed_and_plain_ones_need_
     torch.manual_seed(123)
     scores.append(i2i.cyclegan_scores(cycle, test, classifier=None))
     assert scores[0] == scores[1]
+    rebuilt_a = i2i.apply(cycle.b_to_a, first)  # F(G(a, codes of seed 0))
+    assert scores[0]["cycle_error_a"] == pytest.approx((rebuilt_a - a).abs().mean().item(), rel=1e-6)
 
 
 def test_a_texture_code_cyclegan_exports_and_loads_with_its_encoder(tmp_path):
@@ -445,6 +449,33 @@ def test_a_texture_code_cyclegan_exports_and_loads_with_its_encoder(tmp_path):
     pretrained.export_generator(cycle, "coded", {"steps": 0}, weights_dir=tmp_path)
     loaded = pretrained.load_pretrained("coded", weights_dir=tmp_path)
     assert type(loaded) is i2i.TextureCodeCycleGAN and loaded.config == cycle.config
-    b = torch.rand(2, 3, 28, 28) * 2 - 1
-    with torch.no_grad():  # float16 on disk: equal to about three decimals
-        assert torch.allclose(loaded.encoder(b), cycle.eval().encoder(b), atol=2e-2)
+    a, b = torch.rand(2, 1, 28, 28) * 2 - 1, torch.rand(2, 3, 28, 28) * 2 - 1
+    cycle.eval()
+    with torch.no_grad():  # float16 on disk: outputs agree within 0.02
+        code = cycle.encoder(b)
+        assert torch.allclose(loaded.encoder(b), code, atol=2e-2)
+        assert torch.allclose(loaded.a_to_b(a, code), cycle.a_to_b(a, code), atol=2e-2)
+        assert torch.allclose(loaded.b_to_a(b), cycle.b_to_a(b), atol=2e-2)
+
+
+def test_the_benchmark_trains_a_seed_under_its_own_name(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "image_to_image.py"
+    spec = importlib.util.spec_from_file_location("image_to_image_benchmark", script)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    calls = []
+
+    def fake_run(name, export, weights_dir, seed=0):
+        calls.append((name, export, seed))
+        return {"label_preservation": 0.5, "wall_seconds": 1.0}
+
+    monkeypatch.setattr(benchmark, "run", fake_run)
+    monkeypatch.setattr(benchmark, "baselines", dict)
+    out = tmp_path / "seeds.json"
+    benchmark.main(["--preset", "cyclegan-mnistm", "--no-export", "--seed", "3", "--out", str(out)])
+    assert calls == [("cyclegan-mnistm", False, 3)]
+    written = json.loads(out.read_text())
+    assert "cyclegan-mnistm (seed 3)" in written and "cyclegan-mnistm" not in written
