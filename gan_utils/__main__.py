@@ -48,7 +48,7 @@ OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "
              "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
              "augment": "augment", "precision": "precision", "sync_batchnorm": "sync_batchnorm",
              "generator_width": "generator_width", "discriminator_width": "discriminator_width",
-             "r1_gamma": "r1_gamma"}  # fmt: skip
+             "r1_gamma": "r1_gamma", "clusters": "clusters"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment",
         type=augment_policy,
         help="DiffAugment in front of D: translation, cutout, translation,cutout or none",
+    )
+    train.add_argument(
+        "--clusters",
+        type=positive_int,
+        help="self-conditioning (chapter 6): k-means clusters in place of labels",
     )
     train.add_argument("--loss", choices=list(training.LOSSES))
     train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
@@ -532,13 +537,18 @@ def generator_from(source: str) -> torch.nn.Module:
     if (folder / CHECKPOINT_NAME).is_file():
         config = checkpoints.load_checkpoint(folder / CHECKPOINT_NAME)["config"]
         try:
-            G, _ = recipes.preset(config["preset"], **config["overrides"]).build_models()
+            recipe = recipes.preset(config["preset"], **config["overrides"])
+            G, _ = recipe.build_models()
         except (KeyError, TypeError, ValueError) as error:
             raise CommandLineError(
                 f"the checkpoint in {folder} names a recipe this version cannot build ({error}); sample it "
                 "with the gan_utils version that trained it."
             ) from None
-        return pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
+        G = pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
+        if recipe.clusters:  # self-conditioned (chapter 6): the clusters come from the training digits
+            real, labels, _, _ = load_data(recipe)
+            G = recipe.sampling_generator(G, real, labels)
+        return G
     if folder.exists():
         raise CommandLineError(f"{folder} has no {CHECKPOINT_NAME}; give a folder written by 'train'.")
     return pretrained.load_pretrained(source)

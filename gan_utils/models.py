@@ -440,14 +440,82 @@ class ConditionalDCGANDiscriminator(nn.Module):
         return logits
 
 
-def cdcgan_mnist_generator(width: int = 32) -> ConditionalDCGANGenerator:
+def cdcgan_mnist_generator(width: int = 32, n_classes: int = 10) -> ConditionalDCGANGenerator:
     """Chapter 8's conditional G: chapter 4's 28x28 generator with a 16-d class embedding next to z."""
-    return ConditionalDCGANGenerator(latent_dim=64, width=width).apply(init_weights)
+    return ConditionalDCGANGenerator(latent_dim=64, n_classes=n_classes, width=width).apply(init_weights)
 
 
 def cdcgan_mnist_discriminator(
-    width: int = 16, conditioning: str = "projection", norm: str = "batch"
+    width: int = 16, conditioning: str = "projection", norm: str = "batch", n_classes: int = 10
 ) -> ConditionalDCGANDiscriminator:
     """Chapter 8's conditional D: chapter 4's 28x28 discriminator, conditioned by projection or concat."""
-    D = ConditionalDCGANDiscriminator(width=width, conditioning=conditioning, norm=norm)
+    D = ConditionalDCGANDiscriminator(n_classes=n_classes, width=width, conditioning=conditioning, norm=norm)
     return D.apply(init_weights)
+
+
+# ----------------------------------------------------------------------------- self-conditioned DCGAN
+# Chapter 6. Liu et al. (2020) condition a GAN on clusters of its own training data instead of labels.
+# Trained, it is a conditional G over k clusters; shipped, it is an unconditional generator again.
+
+
+class SelfConditionedGenerator(nn.Module):
+    """z [n, latent_dim] -> images: a conditional G over k clusters that draws each sample's cluster from z.
+
+    The first ``latent_dim - 1`` coordinates of z are the conditional G's noise. The last one picks the
+    cluster: cluster c when it lies between the standard normal quantiles of the cumulative cluster
+    frequencies, Phi^-1(F_{c-1}) <= z_last < Phi^-1(F_c), which happens with probability
+    F_c - F_{c-1}, the cluster's share of the training set. So ``G(torch.randn(n, G.latent_dim))`` is
+    a sample of the mixture, and the book's unconditional tools (metrics, explorers) use it unchanged.
+    Along the last coordinate the image jumps where the cluster changes; along the others it is as
+    smooth as any DCGAN's.
+    """
+
+    def __init__(
+        self,
+        cluster_sizes: list[int],
+        latent_dim: int = 64,
+        embedding_dim: int = 16,
+        channels: int = 1,
+        width: int = 64,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        sizes = torch.as_tensor(cluster_sizes)
+        if sizes.ndim != 1 or len(sizes) < 2 or sizes.is_floating_point() or not bool((sizes > 0).all()):
+            raise ValueError(
+                f"cluster_sizes must list at least two positive whole numbers (training images per cluster), "
+                f"got {cluster_sizes!r}."
+            )
+        self.conditional = ConditionalDCGANGenerator(latent_dim, len(sizes), embedding_dim, channels, width,
+                                                     image_size)  # fmt: skip
+        self.register_buffer("cluster_sizes", sizes.long())  # an integer buffer: exact in a float16 file
+        self.latent_dim, self.image_size = latent_dim + 1, image_size
+        self.sample_shape = self.conditional.sample_shape
+        self.config = {"cluster_sizes": sizes.tolist(), **self.conditional.config}
+        del self.config["n_classes"]
+
+    @classmethod
+    def around(cls, G: ConditionalDCGANGenerator, cluster_sizes: list[int]) -> SelfConditionedGenerator:
+        """Wrap a trained conditional G whose classes are the clusters (a copy of its weights)."""
+        if not isinstance(G, ConditionalDCGANGenerator) or G.n_classes != len(cluster_sizes):
+            raise ValueError(
+                f"need a ConditionalDCGANGenerator with one class per cluster ({len(cluster_sizes)}), got "
+                f"{type(G).__name__} with {getattr(G, 'n_classes', None)} classes."
+            )
+        config = {key: value for key, value in G.config.items() if key != "n_classes"}
+        wrapper = cls(cluster_sizes, **config).to(next(G.parameters()).device)
+        wrapper.conditional.load_state_dict(G.state_dict())
+        return wrapper.train(G.training)
+
+    def thresholds(self) -> torch.Tensor:
+        """The k - 1 values of z_last where the cluster changes: Phi^-1 of the cumulative frequencies."""
+        cumulative = self.cluster_sizes.double().cumsum(0) / self.cluster_sizes.sum()
+        return torch.special.ndtri(cumulative[:-1])
+
+    def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The cluster each row of z draws, from its last coordinate."""
+        _check_latent(z, self.latent_dim)
+        return torch.searchsorted(self.thresholds().to(z.device), z[:, -1].double().contiguous(), right=True)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conditional(z[:, :-1], self.clusters_of(z))

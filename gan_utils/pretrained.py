@@ -34,6 +34,7 @@ ARCHITECTURES = {
     "MLPGenerator": models.MLPGenerator,
     "DCGANGenerator": models.DCGANGenerator,
     "ConditionalDCGANGenerator": models.ConditionalDCGANGenerator,
+    "SelfConditionedGenerator": models.SelfConditionedGenerator,  # chapter 6's shipped dcgan-mnist
     "MNISTClassifier": classifier.MNISTClassifier,
     "UNetGenerator": image_to_image.UNetGenerator,  # chapter 9's super-resolution
     "CycleGAN": image_to_image.CycleGAN,  # chapter 9: both generators of a CycleGAN

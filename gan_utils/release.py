@@ -118,7 +118,7 @@ def reproduce_command(name: str, config: dict, steps: int, stop_after: int | Non
     flags = {"batch_size": "--batch-size", "lr": "--lr", "lr_D": "--lr-d", "loss": "--loss",
              "ema_decay": "--ema-decay", "data": "--data", "precision": "--precision",
              "r1_gamma": "--r1-gamma", "generator_width": "--generator-width",
-             "discriminator_width": "--discriminator-width"}  # fmt: skip
+             "discriminator_width": "--discriminator-width", "clusters": "--clusters"}  # fmt: skip
     switches = {"reuse_fakes": "--reuse-fakes", "lr_decay": "--lr-decay",
                 "sync_batchnorm": "--sync-batchnorm"}  # fmt: skip
     preset, overrides = config["preset"], config["overrides"]

@@ -6,10 +6,13 @@ Each one plugs in where it acts, so the step never grows a flag:
     - spectral normalisation is part of D (`models.spectral_normalise`, ``norm="spectral"``);
     - TTUR is two learning rates in the optimisers (`recipes.Recipe.lr_D`);
     - an EMA of G's weights is a callback (`GeneratorEMA`);
-    - differentiable augmentation wraps D (`DiffAugment`), so both players see augmented images.
+    - differentiable augmentation wraps D (`DiffAugment`), so both players see augmented images;
+    - self-conditioning swaps the models for conditional ones and labels the data with clusters of
+      itself (`pixel_kmeans`, `models.SelfConditionedGenerator`, `recipes.Recipe.clusters`).
 
 Papers: Gulrajani et al. (2017) for the gradient penalty; Heusel et al. (2017) for TTUR;
-Yazıcı et al. (2019) for the EMA of G; Zhao et al. (2020) for DiffAugment.
+Yazıcı et al. (2019) for the EMA of G; Zhao et al. (2020) for DiffAugment; Liu et al. (2020) for
+self-conditioning.
 """
 
 from __future__ import annotations
@@ -125,6 +128,29 @@ def generator_state(averaged_state: dict[str, torch.Tensor]) -> dict[str, torch.
     """The generator's own state dict inside a saved ``GeneratorEMA.averaged`` state dict."""
     prefix = "module."
     return {key[len(prefix) :]: value for key, value in averaged_state.items() if key.startswith(prefix)}
+
+
+def pixel_kmeans(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 100) -> torch.Tensor:
+    """The cluster index [n] of each image: k-means on raw pixels (k-means++ start from ``seed``, then
+    ``iterations`` Lloyd steps).
+
+    Liu et al. (2020) cluster the discriminator's features and re-cluster as training goes; the
+    book clusters pixels once, before training, which needs no schedule and no model. The same
+    images and ``seed`` give the same clusters, so a run can be resumed or repeated."""
+    x = images.flatten(1).float()
+    if not 2 <= k <= len(x):
+        raise ValueError(f"k-means needs 2 <= k <= the number of images ({len(x)}), got k={k}.")
+    generator = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=generator)]
+    for _ in range(k - 1):
+        squared = torch.cdist(x, centres).min(1).values ** 2
+        centres = torch.cat([centres, x[torch.multinomial(squared / squared.sum(), 1, generator=generator)]])
+    for _ in range(iterations):
+        assign = torch.cdist(x, centres).argmin(1)
+        centres = torch.stack(
+            [x[assign == c].mean(0) if (assign == c).any() else centres[c] for c in range(k)]
+        )
+    return torch.cdist(x, centres).argmin(1)
 
 
 def translate(images: torch.Tensor, max_shift: int) -> torch.Tensor:

@@ -140,10 +140,18 @@ class LatentExplorer:
 
 def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str, dict | None]:
     """Describe G.net layer by layer for the JavaScript forward pass; return (layers, tensors, input,
-    embedding). A conditional generator's class embedding, concatenated after z, is the last item."""
-    from gan_utils.models import ConditionalDCGANGenerator, DCGANGenerator, MLPGenerator
+    embedding). A conditional generator's class embedding, concatenated after z, is the last item; a
+    self-conditioned one's also holds the ``thresholds`` of z's last coordinate that pick its cluster."""
+    from gan_utils.models import (
+        ConditionalDCGANGenerator,
+        DCGANGenerator,
+        MLPGenerator,
+        SelfConditionedGenerator,
+    )
 
-    embedding_layer = None
+    embedding_layer, thresholds = None, None
+    if isinstance(G, SelfConditionedGenerator):
+        thresholds, G = G.thresholds().tolist(), G.conditional
     if isinstance(G, ConditionalDCGANGenerator):
         embedding_layer, G = G.embedding, G.body
     if isinstance(G, DCGANGenerator):
@@ -194,6 +202,8 @@ def _export_layers(G: nn.Module) -> tuple[list[dict], list[torch.Tensor], str, d
     if embedding_layer is not None:  # rows: one vector per class, appended to z
         embedding = {"n_classes": embedding_layer.num_embeddings, "dim": embedding_layer.embedding_dim,
                      "weight": slot(embedding_layer.weight)}  # fmt: skip
+        if thresholds is not None:  # cluster c when thresholds[c - 1] <= z[-1] < thresholds[c]
+            embedding["thresholds"] = thresholds
     return layers, tensors, input_kind, embedding
 
 
@@ -209,7 +219,8 @@ def static_explorer_html(
     """Self-contained HTML+JS for the static site: canvas, seed box, "random z" and one slider per direction.
 
     A conditional generator (chapter 8) also gets a class selector, starting at ``label``; the
-    JavaScript looks up the class's embedding and appends it to z, as the PyTorch model does.
+    JavaScript looks up the class's embedding and appends it to z, as the PyTorch model does. A
+    self-conditioned one (chapter 6) has no selector: z's last coordinate picks the cluster.
 
     Weights are stored as float16 when that loses nothing (the shipped generators are float16 on
     disk), else float32. The page exposes ``window.ganLatentExplorers[name].forward(z, label)`` so tests can
@@ -236,7 +247,7 @@ def static_explorer_html(
         for k in range(len(directions))
     )
     class_selector = ""
-    if embedding is not None:
+    if embedding is not None and "thresholds" not in embedding:
         _check_label(label, embedding["n_classes"])
         options = "".join(
             f'<option value="{c}"{" selected" if c == label else ""}>{c}</option>'

@@ -190,6 +190,11 @@ def test_static_latent_explorer_matches_pytorch(visit, name):
     page.wait_for_function(f"() => window.ganLatentExplorers && window.ganLatentExplorers['{name}']")
     G = pretrained.load_pretrained(name)
     z = torch.randn(3, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    if hasattr(G, "thresholds"):  # self-conditioned: also either side of where the cluster changes
+        edge = G.thresholds()[len(G.thresholds()) // 2].item()
+        z = torch.cat([z, z[:2]])
+        z[3:, -1] = torch.tensor([edge - 1e-3, edge + 1e-3])
+        assert G.clusters_of(z[3:]).diff().item() == 1
     with torch.no_grad():
         expected = G(z).flatten(1)
     got = torch.tensor(page.evaluate(

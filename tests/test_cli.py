@@ -92,6 +92,27 @@ def test_mnist_run_writes_an_image_grid(tmp_path):
     assert Image.open(png).size == (8 * 30 + 2, 2 * 30 + 2)
 
 
+def test_a_self_conditioned_run_samples_and_exports_as_an_unconditional_generator(tmp_path):
+    """Chapter 6's recipe: trained on cluster ids, the folder's generator draws its clusters from z."""
+    from gan_utils import models, release
+
+    out = tmp_path / "self-conditioned"
+    small = ["--steps", "2", "--clusters", "4", "--batch-size", "16", "--generator-width", "8",
+             "--discriminator-width", "8", "--no-progress"]  # fmt: skip
+    result = cli("train", "--preset", "dcgan-mnist-self-conditioned", *small, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert cli("sample", str(out), "--out", str(tmp_path / "s.png"), "--n", "8").returncode == 0
+    weights = tmp_path / "weights"
+    assert (
+        release.main(["export", "--run", str(out), "--name", "tiny-sc", "--weights-dir", str(weights)]) == 0
+    )
+    entry = pretrained.read_manifest(weights)["tiny-sc"]
+    assert entry["architecture"]["class"] == "SelfConditionedGenerator"
+    assert "--clusters 4" in entry["reproduce"]
+    G = pretrained.load_pretrained("tiny-sc", weights_dir=weights)
+    assert isinstance(G, models.SelfConditionedGenerator) and sum(G.cluster_sizes.tolist()) == 4000
+
+
 def test_sample_writes_a_grid_from_a_shipped_generator(tmp_path):
     from PIL import Image
 

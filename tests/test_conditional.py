@@ -1,6 +1,5 @@
 """Chapter 8's conditional GAN: the models' contract, the projection discriminator, labelled training."""
 
-import dataclasses
 import functools
 import math
 
@@ -259,33 +258,3 @@ def test_training_checks_the_labels_of_the_first_batch(labelled_digits):
 def test_sampling_an_unconditional_generator_with_labels_is_refused():
     with pytest.raises(ValueError, match="not conditional"):
         runtime.sample(models.dcgan_mnist_generator(), torch.randn(2, 64), labels=torch.tensor([0, 1]))
-
-
-def _self_conditioned_benchmark():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "self_conditioned.py"
-    spec = importlib.util.spec_from_file_location("self_conditioned_benchmark", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pixel_kmeans_finds_separated_groups_and_the_cluster_recipe_has_k_classes():
-    benchmark = _self_conditioned_benchmark()
-    generator = torch.Generator().manual_seed(0)
-    centres = torch.tensor([-0.8, 0.0, 0.8]).repeat_interleave(20)  # three groups of 20 flat images
-    images = centres.view(-1, 1, 1, 1) + 0.05 * torch.randn(60, 1, 4, 4, generator=generator)
-    clusters = benchmark.pixel_kmeans(images, 3)
-    groups = clusters.view(3, 20)
-    assert all(len(set(row.tolist())) == 1 for row in groups) and len(set(groups[:, 0].tolist())) == 3
-    recipe = benchmark.ClusterConditionedRecipe(**{**dataclasses.asdict(recipes.preset("cdcgan-mnist")),
-                                                   "held_out_per_class": 0}, clusters=7)  # fmt: skip
-    G, D = recipe.build_models()
-    images = G(torch.randn(7, 64), torch.arange(7))
-    assert images.shape == (7, 1, 28, 28) and D(images, torch.arange(7)).shape[0] == 7
-    with pytest.raises(ValueError, match=r"class labels must lie in 0\.\.6"):
-        G(torch.randn(1, 64), torch.tensor([7]))  # only clusters 0..6 exist

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from gan_utils import data, models, recipes, stabilisers, training
+from gan_utils.runtime import sample
 
 
 def test_spectral_norm_divides_a_known_matrix_by_its_largest_singular_value():
@@ -220,3 +221,100 @@ def test_resume_with_an_ema_continues_the_same_average(tmp_path):
     with pytest.raises(ValueError, match="extra modules"):
         G, D = recipe.build_models()
         training.resume(tmp_path / "run.pt", G, D, *recipe.optimisers(G, D))
+
+
+# ----------------------------------------------------------------------------- self-conditioning
+
+
+def test_pixel_kmeans_finds_three_separated_groups_and_repeats_itself():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([-0.8, 0.0, 0.8]).repeat_interleave(20)  # three groups of 20 flat images
+    images = centres.view(-1, 1, 1, 1) + 0.05 * torch.randn(60, 1, 4, 4, generator=generator)
+    clusters = stabilisers.pixel_kmeans(images, 3)
+    groups = clusters.view(3, 20)
+    assert all(len(set(row.tolist())) == 1 for row in groups) and len(set(groups[:, 0].tolist())) == 3
+    assert torch.equal(stabilisers.pixel_kmeans(images, 3), clusters)
+    with pytest.raises(ValueError, match="2 <= k <= the number of images"):
+        stabilisers.pixel_kmeans(images, 61)
+
+
+def _self_conditioned(sizes=(10, 30, 60)):
+    torch.manual_seed(0)
+    inner = models.ConditionalDCGANGenerator(latent_dim=8, n_classes=len(sizes), width=4).apply(
+        models.init_weights
+    )
+    return inner.eval(), models.SelfConditionedGenerator.around(inner, list(sizes)).eval()
+
+
+def test_self_conditioned_generator_draws_each_cluster_with_its_share_of_the_training_set():
+    _, G = _self_conditioned()
+    assert G.latent_dim == 9 and not models.is_conditional(G)
+    # the cluster changes where Phi(z_last) crosses the cumulative shares 0.1 and 0.4
+    torch.testing.assert_close(G.thresholds(), torch.tensor([-1.2815516, -0.2533471], dtype=torch.float64))
+    clusters = G.clusters_of(torch.randn(200_000, 9, generator=torch.Generator().manual_seed(0)))
+    shares = torch.bincount(clusters, minlength=3) / 200_000
+    # binomial standard error at n = 200,000 is at most 0.0011; 0.005 is more than four of them
+    torch.testing.assert_close(shares, torch.tensor([0.1, 0.3, 0.6]), atol=0.005, rtol=0)
+
+
+def test_self_conditioned_generator_is_its_conditional_generator_at_the_cluster_z_picks():
+    inner, G = _self_conditioned()
+    z = torch.randn(6, 9, generator=torch.Generator().manual_seed(1))
+    z[:3, -1] = torch.tensor([-1.2815, -1.2816, 0.0])  # just above and below the first threshold, then 0
+    picked = G.clusters_of(z)
+    assert picked[:3].tolist() == [1, 0, 2]
+    with torch.no_grad():
+        torch.testing.assert_close(G(z), inner(z[:, :-1], picked))
+    with pytest.raises(ValueError, match=r"z of shape \[n, 9\]"):
+        G(torch.randn(2, 8))
+
+
+@pytest.mark.parametrize("sizes", [[5], [3, 0], [2.5, 3.0], [[1, 2]]])
+def test_self_conditioned_generator_refuses_bad_cluster_sizes(sizes):
+    with pytest.raises(ValueError, match="cluster_sizes must list at least two positive whole numbers"):
+        models.SelfConditionedGenerator(sizes, latent_dim=8, width=4)
+    with pytest.raises(ValueError, match="one class per cluster"):
+        models.SelfConditionedGenerator.around(models.dcgan_mnist_generator(), [1, 2])
+
+
+def test_self_conditioned_generator_exports_and_loads_with_its_clusters(tmp_path):
+    from gan_utils import pretrained
+
+    _, G = _self_conditioned((7, 11, 13))
+    pretrained.export_generator(G, "tiny-self-conditioned", {"command": ["test"]}, weights_dir=tmp_path)
+    loaded = pretrained.load_pretrained("tiny-self-conditioned", weights_dir=tmp_path)
+    assert type(loaded) is models.SelfConditionedGenerator and loaded.cluster_sizes.tolist() == [7, 11, 13]
+    z = torch.randn(4, 9, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(loaded.clusters_of(z), G.clusters_of(z))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z), G(z), atol=2e-2, rtol=0)  # float16 weights on disk
+
+
+def test_a_self_conditioned_recipe_trains_conditional_models_on_cluster_ids_and_samples_from_z():
+    mnist = data.load_mnist(source="bundled")
+    recipe = recipes.preset("dcgan-mnist-self-conditioned", steps=2, clusters=5, batch_size=16,
+                            generator_width=8, discriminator_width=8, ema_decay=None)  # fmt: skip
+    G, D = recipe.build_models()
+    assert G.n_classes == D.n_classes == 5
+    images, clusters = recipe.batches(mnist.images, mnist.labels).tensors
+    assert len(images) == len(clusters) == 4000  # the 100 digits per class held out stay out
+    assert torch.equal(clusters, recipe.cluster_ids(mnist.images, mnist.labels))
+    assert clusters.unique().tolist() == [0, 1, 2, 3, 4]
+    run = recipes.train_recipe(recipe, mnist.images, seed=0, labels=mnist.labels)
+    assert isinstance(run.G, models.SelfConditionedGenerator) and run.G.latent_dim == 65
+    assert run.G.cluster_sizes.tolist() == torch.bincount(clusters).tolist()
+    assert sample(run.G, torch.randn(3, run.G.latent_dim)).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model": "cdcgan"}, "use it with model='dcgan'"),
+        ({"clusters": 1}, "clusters must be"),
+    ],
+)
+def test_a_bad_cluster_setting_is_refused_in_one_line(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.preset("dcgan-mnist-self-conditioned", **overrides)
+    with pytest.raises(ValueError, match="has no clusters"):
+        recipes.preset("dcgan-mnist").cluster_ids(torch.zeros(4, 1, 28, 28))

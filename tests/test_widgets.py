@@ -113,3 +113,14 @@ def test_static_html_of_a_conditional_generator_carries_its_embedding(tiny_condi
         widgets.static_explorer_html(models.DCGANGenerator(8, width=4), "u", torch.eye(8)[:1])
     )
     assert unconditional["embedding"] is None
+
+
+def test_static_html_of_a_self_conditioned_generator_carries_its_thresholds_and_no_class_selector():
+    torch.manual_seed(0)
+    inner = models.ConditionalDCGANGenerator(latent_dim=8, n_classes=3, width=4).apply(models.init_weights)
+    G = models.SelfConditionedGenerator.around(inner, [10, 30, 60]).eval()
+    page = widgets.static_explorer_html(G, "tiny-self-conditioned", torch.eye(9)[:2])
+    model = _model_json(page)
+    assert model["latent_dim"] == 9 and model["embedding"]["n_classes"] == 3
+    assert model["embedding"]["thresholds"] == G.thresholds().tolist()
+    assert "<option" not in page  # z's last coordinate picks the cluster

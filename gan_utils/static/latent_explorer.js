@@ -102,7 +102,15 @@
       input.set(row, z.length);
       return input;
     };
+    // a self-conditioned generator takes its cluster from z's last coordinate (models.SelfConditionedGenerator)
+    const thresholds = model.embedding && model.embedding.thresholds;
     return function forward(z, label = 0) {
+      if (thresholds) {
+        const last = z[z.length - 1];
+        label = 0;
+        while (label < thresholds.length && last >= thresholds[label]) label++;
+        z = Array.from(z).slice(0, -1);
+      }
       const input = withClass(z, label);
       let x = { data: input, shape: model.input === "map" ? [input.length, 1, 1] : [input.length] };
       for (const layer of model.layers) x = LAYERS[layer.type](layer, p, x);
