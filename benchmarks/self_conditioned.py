@@ -1,7 +1,7 @@
 """Seeds of chapter 6's shipped recipe: a DCGAN conditioned on clusters of its own training digits,
 with no labels (after Liu et al., 2020, "Diverse Image Generation via Self-Conditioned GANs").
 
-    python benchmarks/self_conditioned.py --seed 1   # writes results/self_conditioned_k30_seed1.json
+    python benchmarks/self_conditioned.py --seed 1   # writes results/self_conditioned_k50_seed1.json
     python benchmarks/self_conditioned.py --steps 200 --out /tmp/try.json
 
 It trains preset ``dcgan-mnist-self-conditioned`` (``--clusters`` overrides its k) with

@@ -59,7 +59,7 @@ def test_a_file_with_pickled_code_is_refused_even_with_a_matching_hash(weights_d
         pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
 
 
-@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "cdcgan-mnist"])
+@pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "dcgan-mnist-wide", "cdcgan-mnist"])
 def test_shipped_generators_load_and_follow_the_contract(name):
     assert name in pretrained.available(), f"{name} should ship in gan_utils/weights"
     entry = pretrained.read_manifest()[name]
