@@ -464,6 +464,12 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
             f"training samples; use --batch-size {n_train // context.world_size} or less."
         )
     record = RunRecord(args.out, args.command_line, device, source, args.checkpoint_every)  # reads it first
+    if recipe.clusters:  # self-conditioned: the checkpoint keeps the cluster sizes that sampling needs
+        try:
+            ids = recipe.cluster_ids(real, labels)
+        except ValueError as error:
+            raise CommandLineError(str(error)) from None
+        config["cluster_sizes"] = torch.bincount(ids, minlength=recipe.clusters).tolist()
 
     set_seed(args.seed)
     G, D = recipe.build_models(device)
@@ -545,9 +551,14 @@ def generator_from(source: str) -> torch.nn.Module:
                 "with the gan_utils version that trained it."
             ) from None
         G = pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
-        if recipe.clusters:  # self-conditioned (chapter 6): the clusters come from the training digits
-            real, labels, _, _ = load_data(recipe)
-            G = recipe.sampling_generator(G, real, labels)
+        if recipe.clusters:  # self-conditioned (chapter 6): the cluster sizes the run recorded
+            try:
+                G = models.SelfConditionedGenerator.around(G, config["cluster_sizes"]).eval()
+            except (KeyError, TypeError, ValueError) as error:
+                raise CommandLineError(
+                    f"the checkpoint in {folder} lacks usable cluster sizes ({error}); retrain it with this "
+                    "gan_utils version."
+                ) from None
         return G
     if folder.exists():
         raise CommandLineError(f"{folder} has no {CHECKPOINT_NAME}; give a folder written by 'train'.")

@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from gan_utils import losses, models
-from gan_utils.runtime import check_positive_number
+from gan_utils.runtime import check_count, check_positive_number
 
 AUGMENTATIONS = ("translation", "cutout")
 BACKGROUND = -1.0  # the value of an empty pixel in the book's [-1, 1] images
@@ -137,13 +137,22 @@ def pixel_kmeans(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 
     Liu et al. (2020) cluster the discriminator's features and re-cluster as training goes; the
     book clusters pixels once, before training, which needs no schedule and no model. The same
     images and ``seed`` give the same clusters, so a run can be resumed or repeated."""
+    if not isinstance(images, torch.Tensor) or images.ndim < 2 or not images.is_floating_point():
+        raise ValueError(
+            f"images must be a float tensor [n, ...], got {getattr(images, 'shape', type(images))}."
+        )
     x = images.flatten(1).float()
-    if not 2 <= k <= len(x):
+    k = check_count(k, "k", minimum=2)
+    if k > len(x):
         raise ValueError(f"k-means needs 2 <= k <= the number of images ({len(x)}), got k={k}.")
+    if not torch.isfinite(x).all():
+        raise ValueError("images hold NaN or infinite pixels; k-means needs finite values.")
     generator = torch.Generator().manual_seed(seed)
     centres = x[torch.randint(len(x), (1,), generator=generator)]
     for _ in range(k - 1):
         squared = torch.cdist(x, centres).min(1).values ** 2
+        if not squared.sum() > 0:
+            raise ValueError(f"only {len(centres)} distinct images for k={k} clusters; use a smaller k.")
         centres = torch.cat([centres, x[torch.multinomial(squared / squared.sum(), 1, generator=generator)]])
     for _ in range(iterations):
         assign = torch.cdist(x, centres).argmin(1)

@@ -101,6 +101,8 @@ def test_a_self_conditioned_run_samples_and_exports_as_an_unconditional_generato
              "--discriminator-width", "8", "--no-progress"]  # fmt: skip
     result = cli("train", "--preset", "dcgan-mnist-self-conditioned", *small, "--out", str(out))
     assert result.returncode == 0, result.stderr
+    sizes = json.loads((out / "config.json").read_text())["cluster_sizes"]  # kept for sampling
+    assert len(sizes) == 4 and sum(sizes) == 4000
     assert cli("sample", str(out), "--out", str(tmp_path / "s.png"), "--n", "8").returncode == 0
     weights = tmp_path / "weights"
     assert (

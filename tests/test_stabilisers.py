@@ -238,6 +238,20 @@ def test_pixel_kmeans_finds_three_separated_groups_and_repeats_itself():
         stabilisers.pixel_kmeans(images, 61)
 
 
+@pytest.mark.parametrize(
+    ("images", "k", "message"),
+    [
+        (torch.zeros(10, 1, 4, 4), 3.5, "k must be"),
+        (torch.zeros(10), 3, "images must be a float tensor"),
+        (torch.full((10, 1, 4, 4), float("nan")), 3, "NaN or infinite"),
+        (torch.zeros(10, 1, 4, 4).index_fill_(0, torch.tensor([0]), 1.0), 3, "only 2 distinct images"),
+    ],
+)
+def test_pixel_kmeans_refuses_what_it_cannot_cluster(images, k, message):
+    with pytest.raises(ValueError, match=message):
+        stabilisers.pixel_kmeans(images, k)
+
+
 def _self_conditioned(sizes=(10, 30, 60)):
     torch.manual_seed(0)
     inner = models.ConditionalDCGANGenerator(latent_dim=8, n_classes=len(sizes), width=4).apply(
@@ -318,3 +332,7 @@ def test_a_bad_cluster_setting_is_refused_in_one_line(overrides, message):
         recipes.preset("dcgan-mnist-self-conditioned", **overrides)
     with pytest.raises(ValueError, match="has no clusters"):
         recipes.preset("dcgan-mnist").cluster_ids(torch.zeros(4, 1, 28, 28))
+    with pytest.raises(ValueError, match="exceeds the 4 training images"):
+        recipes.preset("dcgan-mnist-self-conditioned", clusters=5, held_out_per_class=0).cluster_ids(
+            torch.zeros(4, 1, 28, 28)
+        )
