@@ -513,9 +513,15 @@ class SelfConditionedGenerator(nn.Module):
         return torch.special.ndtri(cumulative[:-1])
 
     def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
-        """The cluster each row of z draws, from its last coordinate."""
+        """The cluster each row of z draws, from its last coordinate (NaN there picks none: refused)."""
         _check_latent(z, self.latent_dim)
-        return torch.searchsorted(self.thresholds().to(z.device), z[:, -1].double().contiguous(), right=True)
+        last = z[:, -1].double().contiguous()
+        if bool(last.isnan().any()):
+            raise ValueError(
+                f"z's last coordinate picks the cluster, and it is NaN in {int(last.isnan().sum())} of "
+                f"{len(z)} rows; pass finite z (torch.randn(n, G.latent_dim))."
+            )
+        return torch.searchsorted(self.thresholds().to(z.device), last, right=True)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.conditional(z[:, :-1], self.clusters_of(z))

@@ -38,9 +38,20 @@ def _check_directions(directions: torch.Tensor, latent_dim: int) -> torch.Tensor
     return directions
 
 
-def _check_label(label: int, n_classes: int) -> None:
+def _check_label(label: int | None, n_classes: int | None) -> int:
+    """The class to draw first: ``label``, or 0 when None. Refuses a label for a G with no class selector."""
+    if n_classes is None:
+        if label is not None:
+            raise ValueError(
+                f"label={label!r} was given, but this generator has no class input (only chapter 8's "
+                "conditional generators do; a self-conditioned one picks its cluster from z). "
+                "Leave label out."
+            )
+        return 0
+    label = 0 if label is None else label
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n_classes:
         raise ValueError(f"label must be a class index in 0..{n_classes - 1}, got {label!r}.")
+    return label
 
 
 def image_png(image: torch.Tensor, scale: int = 6) -> bytes:
@@ -66,7 +77,8 @@ class LatentExplorer:
         n_sliders: how many default directions to compute when ``directions`` is None.
         seed: seed of the starting z (the seed box); "random z" draws a new seed.
         limit: sliders run from -limit to +limit.
-        label: the class drawn first by a conditional generator (chapter 8); it gets a class selector.
+        label: the class drawn first by a conditional generator (chapter 8), which gets a class
+            selector; default 0. Refused for any other generator.
 
     Display it as the last expression of a cell. ``explorer.sliders``, ``explorer.seed``,
     ``explorer.label`` (None for an unconditional G) and ``explorer.image`` are the widgets; setting
@@ -80,7 +92,7 @@ class LatentExplorer:
         n_sliders: int = 4,
         seed: int = 0,
         limit: float = 3.0,
-        label: int = 0,
+        label: int | None = None,
     ) -> None:
         import ipywidgets as widgets
 
@@ -103,8 +115,8 @@ class LatentExplorer:
             for k in range(len(self.directions))
         ]
         self.label = None
+        label = _check_label(label, G.n_classes if is_conditional(G) else None)
         if is_conditional(G):
-            _check_label(label, G.n_classes)
             self.label = widgets.Dropdown(options=list(range(G.n_classes)), value=label, description="class")
             self.label.observe(lambda change: self.redraw(), names="value")
         self.image = widgets.Image(format="png")
@@ -214,13 +226,14 @@ def static_explorer_html(
     seed: int = 0,
     limit: float = 3.0,
     scale: int = 6,
-    label: int = 0,
+    label: int | None = None,
 ) -> str:
     """Self-contained HTML+JS for the static site: canvas, seed box, "random z" and one slider per direction.
 
-    A conditional generator (chapter 8) also gets a class selector, starting at ``label``; the
-    JavaScript looks up the class's embedding and appends it to z, as the PyTorch model does. A
-    self-conditioned one (chapter 6) has no selector: z's last coordinate picks the cluster.
+    A conditional generator (chapter 8) also gets a class selector, starting at ``label`` (default
+    0); the JavaScript looks up the class's embedding and appends it to z, as the PyTorch model does.
+    A self-conditioned one (chapter 6) has no selector: z's last coordinate picks the cluster. A
+    ``label`` for a generator without a selector is refused rather than ignored.
 
     Weights are stored as float16 when that loses nothing (the shipped generators are float16 on
     disk), else float32. The page exposes ``window.ganLatentExplorers[name].forward(z, label)`` so tests can
@@ -247,8 +260,9 @@ def static_explorer_html(
         for k in range(len(directions))
     )
     class_selector = ""
-    if embedding is not None and "thresholds" not in embedding:
-        _check_label(label, embedding["n_classes"])
+    has_selector = embedding is not None and "thresholds" not in embedding
+    label = _check_label(label, embedding["n_classes"] if has_selector else None)
+    if has_selector:
         options = "".join(
             f'<option value="{c}"{" selected" if c == label else ""}>{c}</option>'
             for c in range(embedding["n_classes"])

@@ -281,6 +281,9 @@ def test_self_conditioned_generator_is_its_conditional_generator_at_the_cluster_
         torch.testing.assert_close(G(z), inner(z[:, :-1], picked))
     with pytest.raises(ValueError, match=r"z of shape \[n, 9\]"):
         G(torch.randn(2, 8))
+    z[4, -1] = float("nan")  # no cluster: refused, not silently mapped to the last one
+    with pytest.raises(ValueError, match=r"NaN in 1 of 6 rows"):
+        G(z)
 
 
 @pytest.mark.parametrize("sizes", [[5], [3, 0], [2.5, 3.0], [[1, 2]]])

@@ -109,6 +109,8 @@ def test_static_html_of_a_conditional_generator_carries_its_embedding(tiny_condi
     assert model["embedding"]["n_classes"] == 10 and model["embedding"]["dim"] == 4
     assert len(model["layers"]) == len(tiny_conditional.body.net)
     assert page.count("<option") == 10 and '<option value="4" selected>' in page
+    default = widgets.static_explorer_html(tiny_conditional, "tiny-conditional", torch.eye(8)[:2])
+    assert '<option value="0" selected>' in default
     unconditional = _model_json(
         widgets.static_explorer_html(models.DCGANGenerator(8, width=4), "u", torch.eye(8)[:1])
     )
@@ -124,3 +126,13 @@ def test_static_html_of_a_self_conditioned_generator_carries_its_thresholds_and_
     assert model["latent_dim"] == 9 and model["embedding"]["n_classes"] == 3
     assert model["embedding"]["thresholds"] == G.thresholds().tolist()
     assert "<option" not in page  # z's last coordinate picks the cluster
+    with pytest.raises(ValueError, match=r"label=3 was given, but this generator has no class input"):
+        widgets.static_explorer_html(G, "tiny-self-conditioned", torch.eye(9)[:2], label=3)
+
+
+def test_a_label_for_a_generator_without_classes_is_refused_not_ignored():
+    unconditional = models.DCGANGenerator(latent_dim=8, width=4)
+    with pytest.raises(ValueError, match=r"label=0 was given.*Leave label out"):
+        widgets.LatentExplorer(unconditional, directions=torch.eye(8)[:1], label=0)
+    with pytest.raises(ValueError, match=r"label=2 was given"):
+        widgets.static_explorer_html(unconditional, "u", torch.eye(8)[:1], label=2)
