@@ -12,9 +12,10 @@ et al., 2018), so our numbers sit beside their tables:
 The image part measures generated digits in the 128-dimensional features of the shipped
 ``mnist-classifier`` (`gan_utils.classifier`): the Fréchet distance (Heusel et al., 2017, in our
 features instead of Inception's), precision and recall (Kynkäänniemi et al., 2019), density and
-coverage (Naeem et al., 2020), the class histogram with its KL to uniform, and nearest training
-neighbours in pixel space. Every pairwise-distance computation runs in blocks of rows, so 10,000
-samples against 10,000 real images need tens of MB, not the 400 MB of one full distance matrix.
+coverage (Naeem et al., 2020), the class histogram with its KL to uniform, nearest training
+neighbours in pixel space, and Meehan et al.'s (2020) data-copying test built on them. Every
+pairwise-distance computation runs in blocks of rows, so 10,000 samples against 10,000 real images
+need tens of MB, not the 400 MB of one full distance matrix.
 
 Introduced in chapters 2 (toy part) and 5 (image part).
 """
@@ -28,6 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from gan_utils import stabilisers
 from gan_utils.data import GaussianMixture2D, check_digit_images
 from gan_utils.models import balanced_labels, is_conditional
 from gan_utils.runtime import check_count, device_of, sample
@@ -286,6 +288,13 @@ def nearest_neighbours(
     k = check_count(k, "k")
     if k > len(references):
         raise ValueError(f"k must be an integer in 1..{len(references)} (the number of references), got {k}.")
+    return _nearest(queries, references, k, block)
+
+
+def _nearest(
+    queries: torch.Tensor, references: torch.Tensor, k: int = 1, block: int = ROW_BLOCK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nearest_neighbours` of images already checked (a cell of a checked set may hold any values)."""
     flat_references = references.flatten(1)
     exact = "donot_use_mm_for_euclid_dist"  # the faster matrix-product form is off by ~1e-2 at distance 0
     distances, indices = [], []
@@ -295,6 +304,98 @@ def nearest_neighbours(
         distances.append(nearest.values)
         indices.append(nearest.indices)
     return torch.cat(distances), torch.cat(indices)
+
+
+class DataCopyingTest(NamedTuple):
+    """`data_copying_test`'s result: the statistic C_T and what it averages, one entry per cell."""
+
+    statistic: float  # C_T: far below 0 means copying, far above 0 means samples far from the data
+    null_std: float  # C_T's standard deviation if every kept cell's Z_U were standard normal
+    farther: float  # U / mn, weighted like C_T: how often a sample is the farther of a pair (0.5: even)
+    cell_z: torch.Tensor  # Z_U of each cell; NaN where too few samples fall in the cell
+    held_out_share: torch.Tensor  # P_n(pi), the share of held-out digits in each cell
+    sample_share: torch.Tensor  # Q_m(pi), the share of samples in each cell
+
+
+def _mann_whitney_u(samples: torch.Tensor, held_out: torch.Tensor) -> tuple[float, int, int]:
+    s, h = samples.double().view(-1, 1), held_out.double().view(1, -1)
+    m, n = s.shape[0], h.shape[1]
+    if m == 0 or n == 0:
+        raise ValueError(f"both sets of distances need at least one value, got {m} and {n}.")
+    return (s > h).sum().item() + 0.5 * (s == h).sum().item(), m, n
+
+
+def mann_whitney_z(sample_distances: torch.Tensor, held_out_distances: torch.Tensor) -> float:
+    """The Mann-Whitney U of two sets of distances, z-scored under the null that both come from one
+    distribution: U counts the (sample, held-out) pairs in which the sample is farther (ties count
+    half), and Z_U = (U - mn/2) / sqrt(mn(m + n + 1) / 12). No continuity correction."""
+    u, m, n = _mann_whitney_u(sample_distances, held_out_distances)
+    return (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
+
+
+def data_copying_test(
+    samples: torch.Tensor,
+    held_out: torch.Tensor,
+    training: torch.Tensor,
+    cells: int = 20,
+    min_samples: int = 10,
+    seed: int = 0,
+) -> DataCopyingTest:
+    """Meehan, Chaudhuri and Dasgupta's (2020) test for data copying, in pixel space.
+
+    k-means on the ``training`` digits (`stabilisers.pixel_kmeans_centres`, ``seed``) splits pixel
+    space into ``cells``; every image joins the cell of its nearest centre. In each cell the distances
+    from samples and from ``held_out`` digits to their nearest training digit *of that cell* are
+    compared by `mann_whitney_z`. C_T is the mean of these Z_U, weighted by each cell's share of the
+    held-out digits, over the cells that hold at least ``min_samples`` samples (the paper's
+    Pi_tau with tau = min_samples / len(samples)). Comparing within cells separates copying (samples
+    nearer their training digits than new real digits are) from a different mix of regions.
+    """
+    samples = check_digit_images(samples, "samples")
+    held_out = check_digit_images(held_out, "held_out")
+    training = check_digit_images(training, "training")
+    cells, min_samples = check_count(cells, "cells", minimum=2), check_count(min_samples, "min_samples")
+    if cells > len(held_out):
+        raise ValueError(f"cells={cells} exceeds the {len(held_out)} held-out digits; use fewer cells.")
+    centres = stabilisers.pixel_kmeans_centres(training, cells, seed=seed)
+    cell_of = {
+        name: torch.cdist(images.flatten(1), centres).argmin(1)
+        for name, images in (("samples", samples), ("held_out", held_out), ("training", training))
+    }
+    counts = {name: torch.bincount(ids, minlength=cells) for name, ids in cell_of.items()}
+    for name in ("held_out", "training"):
+        empty = (counts[name] == 0).nonzero().view(-1).tolist()
+        if empty:
+            raise ValueError(
+                f"cells {empty} hold no {name.replace('_', '-')} digits; use fewer cells than {cells}."
+            )
+    cell_z = torch.full((cells,), float("nan"), dtype=torch.float64)
+    cell_farther = cell_z.clone()
+    for c in range(cells):
+        if counts["samples"][c] < min_samples:
+            continue
+        references = training[cell_of["training"] == c]
+        sample_nn = _nearest(samples[cell_of["samples"] == c], references)[0]
+        held_out_nn = _nearest(held_out[cell_of["held_out"] == c], references)[0]
+        u, m, n = _mann_whitney_u(sample_nn, held_out_nn)
+        cell_z[c] = (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
+        cell_farther[c] = u / (m * n)
+    kept = ~cell_z.isnan()
+    if not kept.any():
+        raise ValueError(
+            f"no cell holds min_samples={min_samples} of the {len(samples)} samples; pass more samples "
+            "or lower min_samples."
+        )
+    held_out_share = counts["held_out"].double() / len(held_out)
+    weights = held_out_share[kept]
+    return DataCopyingTest(
+        statistic=((weights * cell_z[kept]).sum() / weights.sum()).item(),
+        null_std=(weights.square().sum().sqrt() / weights.sum()).item(),
+        farther=((weights * cell_farther[kept]).sum() / weights.sum()).item(),
+        cell_z=cell_z,
+        held_out_share=held_out_share,
+        sample_share=counts["samples"].double() / len(samples),
+    )
 
 
 def image_metrics(

@@ -137,6 +137,12 @@ def pixel_kmeans(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 
     Liu et al. (2020) cluster the discriminator's features and re-cluster as training goes; the
     book clusters pixels once, before training, which needs no schedule and no model. The same
     images and ``seed`` give the same clusters, so a run can be resumed or repeated."""
+    centres = pixel_kmeans_centres(images, k, seed, iterations)
+    return torch.cdist(images.flatten(1).float(), centres).argmin(1)
+
+
+def pixel_kmeans_centres(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 100) -> torch.Tensor:
+    """The k centres [k, pixels] of `pixel_kmeans`, to assign other images to its clusters."""
     if not isinstance(images, torch.Tensor) or images.ndim < 2 or not images.is_floating_point():
         raise ValueError(
             f"images must be a float tensor [n, ...], got {getattr(images, 'shape', type(images))}."
@@ -159,7 +165,7 @@ def pixel_kmeans(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 
         centres = torch.stack(
             [x[assign == c].mean(0) if (assign == c).any() else centres[c] for c in range(k)]
         )
-    return torch.cdist(x, centres).argmin(1)
+    return centres
 
 
 def translate(images: torch.Tensor, max_shift: int) -> torch.Tensor:

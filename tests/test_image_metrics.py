@@ -148,6 +148,80 @@ def test_nearest_neighbours_finds_training_images_exactly():
     assert distances[:, 0].abs().max() < 1e-3 and (distances[:, 1] > 1).all()
 
 
+# ---------------------------------------------------------------- the data-copying test (Meehan et al.)
+
+
+def test_mann_whitney_z_matches_hand_computed_values():
+    # every sample farther than every held-out value: U = mn = 4, Z = (4 - 2) / sqrt(4 * 5 / 12)
+    assert metrics.mann_whitney_z(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == pytest.approx(
+        2 / math.sqrt(5 / 3)
+    )
+    assert metrics.mann_whitney_z(torch.tensor([1.0, 4.0]), torch.tensor([2.0, 3.0])) == 0  # U = 2 = mn / 2
+    assert metrics.mann_whitney_z(torch.tensor([1.0]), torch.tensor([1.0])) == 0  # a tie counts half
+
+
+def test_mann_whitney_u_agrees_with_the_rank_sum_form():
+    samples, held_out = torch.rand(37, generator=torch.Generator().manual_seed(0)), torch.rand(23)
+    ranks = torch.cat([samples, held_out]).argsort().argsort() + 1.0  # no ties among random floats
+    u = ranks[: len(samples)].sum().item() - len(samples) * (len(samples) + 1) / 2
+    m, n = len(samples), len(held_out)
+    assert metrics.mann_whitney_z(samples, held_out) == pytest.approx(
+        (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
+    )
+
+
+def constant_images(values):
+    """Images with every pixel equal to one value: two of them lie 28 |a - b| apart."""
+    return torch.tensor(values).view(-1, 1, 1, 1).expand(-1, 1, 28, 28).contiguous()
+
+
+def test_data_copying_test_matches_a_hand_computation_on_two_cells():
+    training = constant_images([-0.9, -0.8, 0.8, 0.9])  # k-means with 2 cells splits the signs
+    held_out = constant_images([-0.85, -0.7, 0.5])  # distances 1.4, 2.8 | 8.4
+    samples = constant_images([-0.9, -0.81, 0.2, 0.3])  # 0 (a copy), 0.28 | 16.8, 14
+    result = metrics.data_copying_test(samples, held_out, training, cells=2, min_samples=1)
+    # cell of the negatives: U = 0, m = n = 2; cell of the positives: U = 2, m = 2, n = 1
+    z_negative, z_positive = -2 / math.sqrt(4 * 5 / 12), 1 / math.sqrt(2 * 4 / 12)
+    assert sorted(result.cell_z.tolist()) == pytest.approx([z_negative, z_positive])
+    assert result.statistic == pytest.approx(2 / 3 * z_negative + 1 / 3 * z_positive)
+    assert result.null_std == pytest.approx(math.sqrt(5) / 3)
+    assert result.farther == pytest.approx(1 / 3)
+    assert sorted(result.sample_share.tolist()) == [0.5, 0.5]
+    # with min_samples=3 neither cell counts: refused with the fix
+    with pytest.raises(ValueError, match="no cell holds min_samples=3 of the 4 samples"):
+        metrics.data_copying_test(samples, held_out, training, cells=2, min_samples=3)
+
+
+@pytest.fixture(scope="module")
+def copying_split():
+    digits = data.load_mnist(source="bundled")
+    train_index, held_out_index = classifier.stratified_split(digits.labels, held_out_per_class=100, seed=0)
+    return digits.images[train_index], digits.images[held_out_index]
+
+
+def test_data_copying_test_tells_copies_from_new_digits_and_from_noisy_ones(copying_split):
+    training, held_out = copying_split
+    pick = torch.randperm(len(training), generator=torch.Generator().manual_seed(1))[:1000]
+    copies = metrics.data_copying_test(training[pick], held_out, training)
+    assert copies.statistic < -5 and copies.farther < 0.01
+    half = torch.randperm(len(held_out), generator=torch.Generator().manual_seed(1))
+    new_digits = metrics.data_copying_test(held_out[half[:500]], held_out[half[500:]], training)
+    assert abs(new_digits.statistic) < 3 * new_digits.null_std and abs(new_digits.farther - 0.5) < 0.05
+    noise = 0.5 * torch.randn(held_out.shape, generator=torch.Generator().manual_seed(2))
+    noisy = metrics.data_copying_test((held_out + noise).clamp(-1, 1), held_out, training)
+    assert noisy.statistic > 5 and noisy.farther > 0.9
+
+
+def test_data_copying_test_refuses_cells_it_cannot_fill(copying_split):
+    training, held_out = copying_split
+    with pytest.raises(ValueError, match="cells=20 exceeds the 10 held-out digits"):
+        metrics.data_copying_test(held_out[:50], held_out[:10], training)
+    with pytest.raises(ValueError, match=r"hold no held-out digits; use fewer cells than 8"):
+        metrics.data_copying_test(held_out[:50], held_out[:8], training, cells=8)
+    with pytest.raises(ValueError, match=r"samples must have shape \[n, 1, 28, 28\]"):
+        metrics.data_copying_test(held_out.view(-1, 784), held_out, training)
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -292,8 +366,8 @@ def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
 
 @pytest.mark.parametrize("name", ["mlp-mnist", "dcgan-mnist", "dcgan-mnist-wide", "cdcgan-mnist"])
 def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
-    """Chapter 6's memorisation check: both were trained without the 1,000 held-out digits, so their
-    samples must not sit closer to the training digits than those unseen real digits do."""
+    """Chapter 6's memorisation check: all four were trained without the 1,000 held-out digits, so their
+    samples must not sit much closer to the training digits than those unseen real digits do."""
     entry = pretrained.read_manifest()[name]
     held_out_per_class = recipes.preset(entry["preset"], **entry["overrides"]).held_out_per_class
     assert held_out_per_class == 100 and "1000 held out" in entry["data_source"]
@@ -305,6 +379,8 @@ def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
     # medians of 1,000 distances each; a copying generator would sit far below (distance 0 for copies)
     assert fake_nn[:, 0].median() >= 0.95 * real_nn[:, 0].median()
     assert fake_nn[:, 0].min() > 0.5 * real_nn[:, 0].min()
+    # within regions (chapter 5): a sample is the farther of a pair 0.46-0.58 of the time; copies score 0
+    assert metrics.data_copying_test(samples, bundled.images[held_out], training_digits).farther > 0.4
 
 
 def test_latent_noise_without_truncation_is_the_seeded_normal_every_recorded_metric_used():
