@@ -48,8 +48,10 @@ def main() -> None:
     parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), help=f"some of {list(MIXTURES)}")
     args = parser.parse_args()
 
-    # A partial run replaces only its own rows in an existing results file.
-    kept = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    # A partial run replaces only its own rows in an existing results file, and adds itself to "runs",
+    # the header of every run whose rows the file holds.
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = previous.get("rows", [])
     kept = [row for row in kept if not (row["recipe"] in args.recipes and row["data"] in args.mixtures)]
     jobs = [(r, m, s, args.steps) for r in args.recipes for m in args.mixtures for s in range(args.seeds)]
     start = time.perf_counter()
@@ -61,7 +63,7 @@ def main() -> None:
     print(toys.format_table(table))
     print(f"wall time {wall:.0f} s with {args.workers} workers")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
+    header = {
         "command": f"python benchmarks/toy_modes.py --seeds {args.seeds} --workers {args.workers}"
         + (f" --steps {args.steps}" if args.steps else "")
         + (f" --recipes {' '.join(map(repr, args.recipes))}" if args.recipes != list(RECIPES) else "")
@@ -69,6 +71,18 @@ def main() -> None:
         "machine": f"{platform.machine()}, {multiprocessing.cpu_count()} CPUs, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(wall, 1),
+        "ran": {"recipes": args.recipes, "mixtures": args.mixtures},
+    }
+    still_in_file = [
+        run
+        for run in previous.get("runs", [])
+        if any(
+            row["recipe"] in run["ran"]["recipes"] and row["data"] in run["ran"]["mixtures"] for row in kept
+        )
+    ]
+    record = {
+        **header,  # the last run; "runs" has every run whose rows are kept
+        "runs": [*still_in_file, header],
         "recipes": {name: toys.recipe_table(recipe) for name, recipe in RECIPES.items()},
         "rows": rows,
         "table": table,

@@ -293,15 +293,15 @@ PRESETS: dict[str, Recipe] = {
     # Chapter 6 revisits the grid with an EMA of G on top of R1 + LR decay.
     "toy-r1-decay-ema": _TOY.with_overrides(name="R1 + LR decay + EMA", r1_gamma=0.1, lr_decay=True,
                                             ema_decay=0.999),
-    # Chapter 3's MNIST MLPs (shipped as mlp-mnist).
+    # Chapter 3's MNIST MLPs (the shipped mlp-mnist comes from mlp-mnist-stable, below).
     "mlp-mnist": Recipe(name="mlp-mnist", model="mlp", data="mnist", steps=3000),
-    # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist).
+    # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist-baseline).
     "dcgan-mnist": Recipe(name="dcgan-mnist", model="dcgan", data="mnist", steps=12000, batch_size=128,
                           lr=5e-4, reuse_fakes=True, lr_decay=True, channels_last=True),
 }  # fmt: skip
 # Chapter 6's recipes: R1 and an EMA of G, 100 digits of each class held out for the memorisation
 # check; the DCGAN is also wider. They train the shipped mlp-mnist and, with G and D 128 channels wide
-# (command-line overrides), dcgan-mnist.
+# (command-line overrides), dcgan-mnist-wide.
 PRESETS["mlp-mnist-stable"] = PRESETS["mlp-mnist"].with_overrides(
     name="mlp-mnist-stable", steps=6000, r1_gamma=1.0, ema_decay=0.999, held_out_per_class=100
 )

@@ -196,9 +196,14 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     )
     accuracy = classifier.accuracy(model, test_images, test_labels)
     seconds = time.perf_counter() - start
+    # into a fresh folder, since the shipped one refuses a second entry of the same name
+    reproduce = ["python", "-m", "gan_utils.release", "train-classifier", "--source", mnist.source,
+                 "--epochs", str(args.epochs), "--seed", str(args.seed), "--name", args.name,
+                 "--weights-dir", "runs/weights"]  # fmt: skip
     record = {"command": [args.command_line], "data_source": f"MNIST ({mnist.source}, {len(train_images)} "
               f"training images)", "epochs": args.epochs, "wall_seconds": round(seconds, 1), "device": "cpu",
-              "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out}}  # fmt: skip
+              "metrics": {"held_out_accuracy": round(accuracy, 4), "held_out": held_out},
+              "reproduce": shlex.join(reproduce)}  # fmt: skip
     architecture = {"class": "MNISTClassifier", "kwargs": {}}
     path = pretrained.export_generator(
         model, args.name, record, architecture, weights_dir=args.weights_dir, overwrite=args.force

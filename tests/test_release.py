@@ -37,6 +37,10 @@ def test_train_classifier_ships_the_model_with_its_held_out_accuracy(tmp_path, c
     assert entry["architecture"] == {"class": "MNISTClassifier", "kwargs": {}}
     assert 0.5 < entry["metrics"]["held_out_accuracy"] <= 1
     assert "100 per class" in entry["metrics"]["held_out"]
+    assert entry["reproduce"] == (
+        "python -m gan_utils.release train-classifier --source bundled --epochs 1 --seed 0 --name clf "
+        "--weights-dir runs/weights"
+    )
     model = pretrained.load_pretrained("clf", weights_dir=weights)
     assert isinstance(model, classifier.MNISTClassifier) and not model.training
     assert "held-out accuracy" in capsys.readouterr().out
