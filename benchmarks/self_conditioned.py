@@ -39,10 +39,11 @@ def memorisation(G: torch.nn.Module, mnist: data.MNISTData, recipe: recipes.Reci
     than the held-out digits: a C_T far below 0, and ``farther`` near 0."""
     train = recipe.training_set(mnist.images, mnist.labels)
     held_out = mnist.images[classifier.stratified_split(mnist.labels, recipe.held_out_per_class, seed=0)[1]]
-    fake_nn = metrics.nearest_neighbours(metrics.sample_images(G, 1000, seed=1), train)[0].view(-1)
+    samples = metrics.sample_images(G, 1000, seed=1)
+    fake_nn = metrics.nearest_neighbours(samples, train)[0].view(-1)
     real_nn = metrics.nearest_neighbours(held_out, train)[0].view(-1)
     below = (fake_nn < real_nn.quantile(0.01)).float().mean().item()
-    within_cells = metrics.data_copying_test(metrics.sample_images(G, 1000, seed=1), held_out, train)
+    within_cells = metrics.data_copying_test(samples, held_out, train)
     return {"samples_median": fake_nn.median().item(), "held_out_median": real_nn.median().item(),
             "samples_min": fake_nn.min().item(), "held_out_min": real_nn.min().item(),
             "samples_below_held_out_1st_percentile": below, "C_T": within_cells.statistic,

@@ -187,9 +187,22 @@ def test_data_copying_test_matches_a_hand_computation_on_two_cells():
     assert result.null_std == pytest.approx(math.sqrt(5) / 3)
     assert result.farther == pytest.approx(1 / 3)
     assert sorted(result.sample_share.tolist()) == [0.5, 0.5]
-    # with min_samples=3 neither cell counts: refused with the fix
+    # a cell counts from min_samples samples on: 2 keeps both; with 3 neither counts, and the error says so
+    both_kept = metrics.data_copying_test(samples, held_out, training, cells=2, min_samples=2)
+    assert both_kept.statistic == result.statistic
     with pytest.raises(ValueError, match="no cell holds min_samples=3 of the 4 samples"):
         metrics.data_copying_test(samples, held_out, training, cells=2, min_samples=3)
+
+
+def test_data_copying_test_measures_distances_to_training_digits_of_the_same_cell():
+    training = constant_images([-1.0, -0.9, 0.2, 0.6])  # centres -0.95 and 0.4
+    held_out = constant_images([-0.36, 0.5])  # cell of the negatives: 0.54 from -0.9
+    samples = constant_images([-0.3])  # cell of the negatives: 0.6 from -0.9, but only 0.5 from 0.2
+    result = metrics.data_copying_test(samples, held_out, training, cells=2, min_samples=1)
+    # within its cell the sample is the farther of the pair: U = 1 of 1, Z_U = 0.5 / sqrt(3 / 12) = 1;
+    # with the nearest training digit of any cell it would be the nearer, and Z_U = -1
+    assert result.statistic == pytest.approx(1.0) and result.farther == 1.0
+    assert result.cell_z.isnan().sum() == 1  # the other cell holds no sample and is left out
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +392,8 @@ def test_shipped_generators_do_not_copy_their_training_digits(name, bundled):
     # medians of 1,000 distances each; a copying generator would sit far below (distance 0 for copies)
     assert fake_nn[:, 0].median() >= 0.95 * real_nn[:, 0].median()
     assert fake_nn[:, 0].min() > 0.5 * real_nn[:, 0].min()
-    # within regions (chapter 5): a sample is the farther of a pair 0.46-0.58 of the time; copies score 0
+    # within regions (chapter 5): a guard against gross copying, which scores 0 here (0.46 for the shipped
+    # dcgan-mnist, 0.58 for dcgan-mnist-wide)
     assert metrics.data_copying_test(samples, bundled.images[held_out], training_digits).farther > 0.4
 
 
