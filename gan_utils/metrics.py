@@ -332,7 +332,10 @@ def mann_whitney_z(sample_distances: torch.Tensor, held_out_distances: torch.Ten
     """The Mann-Whitney U of two sets of distances, z-scored under the null that both come from one
     distribution: U counts the (sample, held-out) pairs in which the sample is farther (ties count
     half), and Z_U = (U - mn/2) / sqrt(mn(m + n + 1) / 12). No continuity correction."""
-    u, m, n = _mann_whitney_u(sample_distances, held_out_distances)
+    return _z_score(*_mann_whitney_u(sample_distances, held_out_distances))
+
+
+def _z_score(u: float, m: int, n: int) -> float:
     return (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
 
 
@@ -382,7 +385,7 @@ def data_copying_test(
         sample_nn = _nearest(samples[cell_of["samples"] == c], references)[0]
         held_out_nn = _nearest(held_out[cell_of["held_out"] == c], references)[0]
         u, m, n = _mann_whitney_u(sample_nn, held_out_nn)
-        cell_z[c] = (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
+        cell_z[c] = _z_score(u, m, n)
         cell_farther[c] = u / (m * n)
     kept = ~cell_z.isnan()
     if not kept.any():
