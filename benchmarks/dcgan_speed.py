@@ -135,13 +135,18 @@ class ReferenceSide:
 RECIPE = recipes.preset("dcgan-mnist", lr_decay=False)
 
 
-def options_label(precision: str, cuda_graph: bool) -> str:
-    options = ["bf16 autocast"] * (precision == "bfloat16") + ["CUDA graph"] * cuda_graph
+def options_label(precision: str, cuda_graph: bool, compiled: str = "", fused: bool = False) -> str:
+    options = (["bf16 autocast"] * (precision == "bfloat16") + [f"torch.compile {compiled}"] * bool(compiled)
+               + ["CUDA graph"] * cuda_graph + ["fused Adam"] * fused)  # fmt: skip
     return ", ".join(options) or "eager fp32"
 
 
 class OurSide:
-    """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128."""
+    """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128.
+
+    ``compiled`` ("default" or "reduce-overhead") wraps G and D in `torch.compile` with that mode for
+    the step (samples come from the plain G, which shares the weights); ``fused`` builds Adam with
+    ``fused=True``. Both are measured here only: the trainer offers neither (see the appendix)."""
 
     def __init__(
         self,
@@ -150,20 +155,32 @@ class OurSide:
         precision: str = "float32",
         cuda_graph: bool = False,
         batch_size: int = RECIPE.batch_size,
+        compiled: str = "",
+        fused: bool = False,
     ) -> None:
         self.batch_size = batch_size
         recipe = RECIPE.with_overrides(precision=precision, batch_size=batch_size)
-        self.name = f"ours (gan_utils, chapter 4's 28x28 DCGAN; {options_label(precision, cuda_graph)}" \
+        self.name = f"ours (gan_utils, chapter 4's 28x28 DCGAN; " \
+                    f"{options_label(precision, cuda_graph, compiled, fused)}" \
                     f"{'' if batch_size == RECIPE.batch_size else f', batch {batch_size}'})"  # fmt: skip
-        self.G, self.D = recipe.build_models(device)
-        self.opt_G, self.opt_D = recipe.optimisers(self.G, self.D, capturable=cuda_graph)
+        self._set_up(recipe, *recipe.build_models(device), cuda_graph, compiled, fused)
         self.batches = data.BatchIterator(
             images.to(device), batch_size=self.batch_size, drop_last=True
         ).endless()
+
+    def _set_up(self, recipe, G, D, cuda_graph: bool, compiled: str, fused: bool) -> None:
+        self.G, self.D = G, D
+        if fused:
+            self.opt_G, self.opt_D = (torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas,
+                                                       capturable=cuda_graph, fused=True)
+                                      for model in (G, D))  # fmt: skip
+        else:
+            self.opt_G, self.opt_D = recipe.optimisers(G, D, capturable=cuda_graph)
+        self.players = tuple(torch.compile(m, mode=compiled) for m in (G, D)) if compiled else (G, D)
         self.step_function = training.CUDAGraphStep(recipe.step()) if cuda_graph else recipe.step()
 
     def step(self) -> None:
-        self.step_function(self.G, self.D, self.opt_G, self.opt_D, self.batches)
+        self.step_function(*self.players, self.opt_G, self.opt_D, self.batches)
 
     @torch.no_grad()
     def samples(self, n: int) -> torch.Tensor:
@@ -180,18 +197,19 @@ class OurTrainerAt64(OurSide):
         precision: str = "float32",
         cuda_graph: bool = False,
         batch_size: int = 64,
+        compiled: str = "",
+        fused: bool = False,
     ) -> None:
         self.batch_size = batch_size
         batch = "" if batch_size == 64 else f", batch {batch_size}"
         self.name = f"ours at 64x64 (gan_utils trainer, pytorch/examples architecture; " \
-                    f"{options_label(precision, cuda_graph)}{batch})"  # fmt: skip
+                    f"{options_label(precision, cuda_graph, compiled, fused)}{batch})"  # fmt: skip
         G = models.DCGANGenerator(latent_dim=100, width=64, image_size=64).apply(models.init_weights)
         D = models.DCGANDiscriminator(width=64, image_size=64).apply(models.init_weights)
-        self.G = G.to(device, memory_format=torch.channels_last)
-        self.D = D.to(device, memory_format=torch.channels_last)
+        G = G.to(device, memory_format=torch.channels_last)
+        D = D.to(device, memory_format=torch.channels_last)
         recipe = RECIPE.with_overrides(lr=2e-4, precision=precision)  # the reference's Adam settings
-        self.opt_G, self.opt_D = recipe.optimisers(self.G, self.D, capturable=cuda_graph)
-        self.step_function = training.CUDAGraphStep(recipe.step()) if cuda_graph else recipe.step()
+        self._set_up(recipe, G, D, cuda_graph, compiled, fused)
         resized = F.interpolate(images, size=64, mode="bilinear", antialias=True).clamp(
             -1, 1
         )  # once, up front
@@ -247,15 +265,19 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(side, device: torch.device, steps: int, warmup: int = 5) -> float:
+def throughput(side, device: torch.device, steps: int, warmup: int = 5) -> tuple[float, float]:
+    """Training images per second over ``steps`` steps, and the seconds the ``warmup`` steps before
+    them took (where compilation or recording happens)."""
+    start = time.perf_counter()
     for _ in range(warmup):
         side.step()
     synchronise(device)
+    warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         side.step()
     synchronise(device)
-    return steps * side.batch_size / (time.perf_counter() - start)
+    return steps * side.batch_size / (time.perf_counter() - start), warmup_seconds
 
 
 class _StartClock:
@@ -336,6 +358,9 @@ def main() -> None:
     parser.add_argument("--large-batches", type=int, nargs="*", default=[],
                         help="CUDA only: also time the recorded steps at these batch sizes, and train the "
                         "fastest 28x28 one to the quality bar")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile'd players (on CUDA: inside the recorded step, and "
+                        "with fused Adam)")  # fmt: skip
     parser.add_argument("--fd-target", type=float,
                         help="instead: train --fd-recipes until FD (2,000 samples) is this")  # fmt: skip
     parser.add_argument("--fd-recipes", nargs="+", default=["dcgan-mnist-stable", "dcgan-mnist"])
@@ -378,12 +403,37 @@ def main() -> None:
             rows[f"ours_64_graph_bf16_b{batch_size}"] = functools.partial(
                 OurTrainerAt64, mnist.images, device, "bfloat16", True, batch_size
             )
+    if args.compile:
+        # torch.compile (inductor), alone and inside the recorded step, and Adam's fused kernel
+        compiled = {"ours_compiled": dict(compiled="default"),
+                    "ours_64_compiled": dict(compiled="default")}  # fmt: skip
+        if device.type == "cuda":
+            compiled.update(
+                ours_compiled_reduce_overhead=dict(compiled="reduce-overhead"),
+                ours_graph_fused=dict(cuda_graph=True, fused=True),
+                ours_compiled_graph=dict(cuda_graph=True, compiled="default"),
+                ours_compiled_graph_fused=dict(cuda_graph=True, compiled="default", fused=True),
+                ours_64_graph_bf16_fused=dict(precision="bfloat16", cuda_graph=True, fused=True),
+                ours_64_compiled_graph_bf16=dict(precision="bfloat16", cuda_graph=True, compiled="default"),
+                ours_64_compiled_graph_bf16_fused=dict(
+                    precision="bfloat16", cuda_graph=True, compiled="default", fused=True
+                ),  # fmt: skip
+            )
+        for key, options in compiled.items():
+            side_class = OurTrainerAt64 if key.startswith("ours_64") else OurSide
+            rows[key] = functools.partial(side_class, mnist.images, device, **options)
     for key, make_side in rows.items():
         torch.manual_seed(0)
-        side = make_side()
-        result[f"{key}_img_per_s"] = round(throughput(side, device, args.throughput_steps), 1)
+        try:
+            side = make_side()
+            speed, warmup_seconds = throughput(side, device, args.throughput_steps)
+        except Exception as error:  # a failed option is a result too; the other rows still run
+            result[f"{key}_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            print(f"{key}: failed, {result[f'{key}_error']}", flush=True)
+            continue
+        result[f"{key}_img_per_s"], result[f"{key}_warmup_s"] = round(speed, 1), round(warmup_seconds, 1)
         del side
-        print(f"{key}: {result[f'{key}_img_per_s']:.0f} training images/s", flush=True)
+        print(f"{key}: {speed:.0f} training images/s (warm-up {warmup_seconds:.1f} s)", flush=True)
     if device.type == "cuda":
         torch.manual_seed(0)
         result["ours_graph_train_loop_img_per_s"] = round(
@@ -399,10 +449,15 @@ def main() -> None:
         result[key.replace("throughput", "same_architecture")] = round(
             max(v for k, v in rows.items() if "_64" in k) / reference, 1
         )
+    result["fastest_at_own_batch"] = {
+        size: max((k for k in at_own_batch if ("_64" in k) == (size == "64x64")), key=at_own_batch.get)
+        for size in ("28x28", "64x64")
+    }
     if not args.large_batches:
         del result["throughput_ratio_large_batches"], result["same_architecture_ratio_large_batches"]
     print(f"throughput, our fastest / reference at each side's batch: {result['throughput_ratio']}x with "
-          f"the 28x28 model, {result['same_architecture_ratio']}x on the reference's 64x64 one")  # fmt: skip
+          f"the 28x28 model, {result['same_architecture_ratio']}x on the reference's 64x64 one "
+          f"(fastest rows: {result['fastest_at_own_batch']})")  # fmt: skip
     if args.large_batches:
         print(f"with the larger batches: {result['throughput_ratio_large_batches']}x and "
               f"{result['same_architecture_ratio_large_batches']}x")  # fmt: skip
@@ -434,7 +489,8 @@ def main() -> None:
         else:
             print("ours did not reach the quality bar within its limit")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"dcgan_speed_{device.type}{'_throughput' if args.skip_quality else ''}.json"
+    suffix = "_compile" * args.compile + "_throughput" * args.skip_quality
+    path = RESULTS / f"dcgan_speed_{device.type}{suffix}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
 
