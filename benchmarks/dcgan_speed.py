@@ -145,8 +145,9 @@ class OurSide:
     """Chapter 4's trainer: resident data, channels_last, reuse_fakes, batch 128.
 
     ``compiled`` ("default" or "reduce-overhead") wraps G and D in `torch.compile` with that mode for
-    the step (samples come from the plain G, which shares the weights); ``fused`` builds Adam with
-    ``fused=True``. Both are measured here only: the trainer offers neither (see the appendix)."""
+    the step (samples come from the plain G, which shares the weights); the trainer does not compile
+    (see the appendix). ``fused`` gives Adam its fused kernel, as the trainer does with a CUDA graph.
+    ``channels_last=False`` keeps the default NCHW layout."""
 
     def __init__(
         self,
@@ -157,9 +158,12 @@ class OurSide:
         batch_size: int = RECIPE.batch_size,
         compiled: str = "",
         fused: bool = False,
+        channels_last: bool = True,
     ) -> None:
         self.batch_size = batch_size
-        recipe = RECIPE.with_overrides(precision=precision, batch_size=batch_size)
+        recipe = RECIPE.with_overrides(
+            precision=precision, batch_size=batch_size, channels_last=channels_last
+        )
         self.name = f"ours (gan_utils, chapter 4's 28x28 DCGAN; " \
                     f"{options_label(precision, cuda_graph, compiled, fused)}" \
                     f"{'' if batch_size == RECIPE.batch_size else f', batch {batch_size}'})"  # fmt: skip
@@ -170,12 +174,7 @@ class OurSide:
 
     def _set_up(self, recipe, G, D, cuda_graph: bool, compiled: str, fused: bool) -> None:
         self.G, self.D = G, D
-        if fused:
-            self.opt_G, self.opt_D = (torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas,
-                                                       capturable=cuda_graph, fused=True)
-                                      for model in (G, D))  # fmt: skip
-        else:
-            self.opt_G, self.opt_D = recipe.optimisers(G, D, capturable=cuda_graph)
+        self.opt_G, self.opt_D = recipe.optimisers(G, D, capturable=cuda_graph, fused=fused)
         self.players = tuple(torch.compile(m, mode=compiled) for m in (G, D)) if compiled else (G, D)
         self.step_function = training.CUDAGraphStep(recipe.step()) if cuda_graph else recipe.step()
 
@@ -199,6 +198,7 @@ class OurTrainerAt64(OurSide):
         batch_size: int = 64,
         compiled: str = "",
         fused: bool = False,
+        channels_last: bool = True,
     ) -> None:
         self.batch_size = batch_size
         batch = "" if batch_size == 64 else f", batch {batch_size}"
@@ -206,8 +206,8 @@ class OurTrainerAt64(OurSide):
                     f"{options_label(precision, cuda_graph, compiled, fused)}{batch})"  # fmt: skip
         G = models.DCGANGenerator(latent_dim=100, width=64, image_size=64).apply(models.init_weights)
         D = models.DCGANDiscriminator(width=64, image_size=64).apply(models.init_weights)
-        G = G.to(device, memory_format=torch.channels_last)
-        D = D.to(device, memory_format=torch.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        G, D = G.to(device, memory_format=layout), D.to(device, memory_format=layout)
         recipe = RECIPE.with_overrides(lr=2e-4, precision=precision)  # the reference's Adam settings
         self._set_up(recipe, G, D, cuda_graph, compiled, fused)
         resized = F.interpolate(images, size=64, mode="bilinear", antialias=True).clamp(
@@ -361,6 +361,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd players (on CUDA: inside the recorded step, and "
                         "with fused Adam)")  # fmt: skip
+    parser.add_argument("--rows", help="time only the rows whose key matches this regex (and the reference)")
     parser.add_argument("--fd-target", type=float,
                         help="instead: train --fd-recipes until FD (2,000 samples) is this")  # fmt: skip
     parser.add_argument("--fd-recipes", nargs="+", default=["dcgan-mnist-stable", "dcgan-mnist"])
@@ -419,9 +420,17 @@ def main() -> None:
                     precision="bfloat16", cuda_graph=True, compiled="default", fused=True
                 ),  # fmt: skip
             )
+            # the same in the default (NCHW) layout: compiled channels_last players failed on the H200
+            for key, options in list(compiled.items()):
+                compiled[f"{key}_nchw"] = dict(options, channels_last=False)
+            compiled.update(ours_graph_nchw=dict(cuda_graph=True, channels_last=False),
+                            ours_64_graph_bf16_nchw=dict(precision="bfloat16", cuda_graph=True,
+                                                         channels_last=False))  # fmt: skip
         for key, options in compiled.items():
             side_class = OurTrainerAt64 if key.startswith("ours_64") else OurSide
             rows[key] = functools.partial(side_class, mnist.images, device, **options)
+    if args.rows:
+        rows = {key: row for key, row in rows.items() if key == "reference" or re.search(args.rows, key)}
     for key, make_side in rows.items():
         torch.manual_seed(0)
         try:
@@ -445,14 +454,15 @@ def main() -> None:
     # throughput_ratio and same_architecture_ratio: at each side's own batch (128 and 64), as in earlier files
     at_own_batch = {k: v for k, v in speeds.items() if not re.search(r"_b\d+_img_per_s$", k)}
     for key, rows in (("throughput_ratio", at_own_batch), ("throughput_ratio_large_batches", speeds)):
-        result[key] = round(max(v for k, v in rows.items() if "_64" not in k) / reference, 1)
+        result[key] = round(max((v for k, v in rows.items() if "_64" not in k), default=0) / reference, 1)
         result[key.replace("throughput", "same_architecture")] = round(
-            max(v for k, v in rows.items() if "_64" in k) / reference, 1
-        )
+            max((v for k, v in rows.items() if "_64" in k), default=0) / reference, 1
+        )  # 0 where --rows timed none of that size
     result["fastest_at_own_batch"] = {
-        size: max((k for k in at_own_batch if ("_64" in k) == (size == "64x64")), key=at_own_batch.get)
+        size: max((k for k in at_own_batch if ("_64" in k) == (size == "64x64")), key=at_own_batch.get,
+                  default=None)
         for size in ("28x28", "64x64")
-    }
+    }  # fmt: skip
     if not args.large_batches:
         del result["throughput_ratio_large_batches"], result["same_architecture_ratio_large_batches"]
     print(f"throughput, our fastest / reference at each side's batch: {result['throughput_ratio']}x with "

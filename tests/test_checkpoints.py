@@ -144,3 +144,18 @@ def test_resume_from_a_missing_file_says_how_to_start_afresh(tmp_path):
     G, D, opt_G, opt_D, _ = make_run(0)
     with pytest.raises(checkpoints.CheckpointError, match="no checkpoint at"):
         training.resume(tmp_path / "missing.pt", G, D, opt_G, opt_D)
+
+
+def test_resume_keeps_how_this_run_built_its_optimisers(tmp_path):
+    """A checkpoint of a plain Adam resumed into fused Adam stays fused (the file's param groups would
+    say otherwise) and continues the same run, to rounding."""
+    path = tmp_path / "run.pt"
+    straight = train_run(None, steps=12)
+    train_run(path, steps=6)
+    G, D, opt_G, opt_D, batches = make_run(seed=999)
+    opt_G, opt_D = (torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.9), fused=True) for m in (G, D))
+    start = training.resume(path, G, D, opt_G, opt_D)
+    assert all(group["fused"] is True for opt in (opt_G, opt_D) for group in opt.param_groups)
+    training.train(G, D, opt_G, opt_D, batches, 12, progress=False, start=start)
+    for p_resumed, p_straight in zip(G.parameters(), straight[0].parameters(), strict=True):
+        torch.testing.assert_close(p_resumed, p_straight, rtol=1e-4, atol=1e-5)

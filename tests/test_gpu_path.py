@@ -20,11 +20,11 @@ def ring_batches(device, batch_size=64):
     return data.BatchIterator(samples, batch_size=batch_size, drop_last=True)
 
 
-def toy_players(device, capturable=False):
+def toy_players(device, capturable=False, fused=False):
     recipe = recipes.preset("toy-baseline")
     torch.manual_seed(0)
     G, D = recipe.build_models(device)
-    return (G, D, *recipe.optimisers(G, D, capturable=capturable))
+    return (G, D, *recipe.optimisers(G, D, capturable=capturable, fused=fused))
 
 
 def test_bf16_precision_runs_the_players_in_bfloat16_and_the_losses_in_float32():
@@ -102,11 +102,14 @@ def test_learning_rate_decay_writes_into_tensor_learning_rates():
 
 
 @needs_cuda
-def test_cuda_graph_step_trains_like_the_eager_step():
+@pytest.mark.parametrize("fused", [False, True])
+def test_cuda_graph_step_trains_like_the_eager_step(fused):
+    """Recorded and replayed, with Adam's usual kernels or its fused one (what train_recipe and the CLI
+    use with --cuda-graph), the step trains like the plain eager step."""
     eager = toy_players("cuda", capturable=True)
     torch.manual_seed(1)
     training.train(*eager, ring_batches("cuda"), 12, progress=False, data_seed=0)
-    graphed = toy_players("cuda", capturable=True)
+    graphed = toy_players("cuda", capturable=True, fused=fused)
     torch.manual_seed(1)
     history = training.train(*graphed, ring_batches("cuda"), 12, training.CUDAGraphStep(training.train_step),
                              progress=False, data_seed=0)  # fmt: skip
@@ -114,6 +117,28 @@ def test_cuda_graph_step_trains_like_the_eager_step():
     for model_eager, model_graphed in ((eager[0], graphed[0]), (eager[1], graphed[1])):
         for p_eager, p_graphed in zip(model_eager.parameters(), model_graphed.parameters(), strict=True):
             torch.testing.assert_close(p_graphed, p_eager, rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_a_recorded_fused_run_resumes_with_its_step_counts_on_the_gpu(tmp_path):
+    """Resuming puts the file's step counts where capturable, fused Adam needs them, so the recorded
+    step goes on from the checkpoint."""
+    path = tmp_path / "run.pt"
+    players = toy_players("cuda", capturable=True, fused=True)
+    training.train(*players, ring_batches("cuda"), 6, training.CUDAGraphStep(training.train_step),
+                   callbacks=[training.Checkpointer(path)], progress=False, data_seed=0)  # fmt: skip
+    G, D, opt_G, opt_D = toy_players("cuda", capturable=True, fused=True)
+    start = training.resume(path, G, D, opt_G, opt_D)
+    for opt in (opt_G, opt_D):
+        assert all(group["fused"] and group["capturable"] for group in opt.param_groups)
+        assert all(state["step"].device.type == "cuda" for state in opt.state.values())
+    graphed = training.CUDAGraphStep(training.train_step)
+    history = training.train(
+        G, D, opt_G, opt_D, ring_batches("cuda"), 10, graphed, progress=False, start=start
+    )
+    assert history["step"][-1] == 10
+    assert all(torch.isfinite(p).all() for p in G.parameters())
+    assert int(opt_G.state[next(G.parameters())]["step"]) == 10
 
 
 @needs_cuda

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gan_utils import recipes, training
+from gan_utils import data, recipes, training
 
 
 def test_overrides_change_only_what_they_name_and_are_recorded():
@@ -54,3 +54,27 @@ def test_the_toy_presets_differ_only_by_r1_and_the_decay():
     baseline, stable = recipes.PRESETS["toy-baseline"], recipes.PRESETS["toy-r1-decay"]
     assert stable.overrides_from(baseline) == {"name": "R1 + LR decay", "r1_gamma": 0.1, "lr_decay": True}
     assert isinstance(stable.step().keywords["d_penalty"], training.R1Penalty)
+
+
+def _train_toy(recipe: recipes.Recipe, fused: bool, steps: int = 20):
+    points = data.ring().sample(512, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    G, D = recipe.build_models()
+    initial = [p.detach().clone() for p in G.parameters()]
+    opt_G, opt_D = recipe.optimisers(G, D, fused=fused)
+    training.train(G, D, opt_G, opt_D, recipe.batches(points, None, "cpu"), steps, recipe.step(),
+                   progress=False, data_seed=0)  # fmt: skip
+    return G, opt_G, initial
+
+
+@pytest.mark.parametrize("optimiser", ["adam", "rmsprop"])
+def test_fused_optimisers_train_like_the_default_ones(optimiser):
+    """Adam's fused kernel is the same update to rounding; RMSprop has none here and ignores the flag."""
+    recipe = recipes.preset("toy-baseline", optimiser=optimiser)
+    G_fused, opt_fused, initial = _train_toy(recipe, fused=True)
+    G_plain, opt_plain, _ = _train_toy(recipe, fused=False)
+    assert opt_fused.param_groups[0].get("fused") is (True if optimiser == "adam" else None)
+    assert not opt_plain.param_groups[0].get("fused")
+    assert any(not torch.equal(p, p0) for p, p0 in zip(G_plain.parameters(), initial, strict=True))
+    for p_fused, p_plain in zip(G_fused.parameters(), G_plain.parameters(), strict=True):
+        torch.testing.assert_close(p_fused, p_plain, rtol=1e-4, atol=1e-5)
