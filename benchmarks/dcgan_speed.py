@@ -293,8 +293,9 @@ class _StartClock:
 
 
 def loop_throughput(images: torch.Tensor, device: torch.device, steps: int, warmup: int = 5) -> float:
-    """Images per second of the whole trainer, `training.train` around the recorded step (CUDA graph)."""
-    side = OurSide(images, device, cuda_graph=device.type == "cuda")
+    """Images per second of the whole trainer, `training.train` around the recorded step (CUDA graph)
+    with fused Adam, as `--cuda-graph` trains (until 2026-11-28's commit 527f878: without fused Adam)."""
+    side = OurSide(images, device, cuda_graph=device.type == "cuda", fused=device.type == "cuda")
     batches = data.BatchIterator(images.to(device), batch_size=side.batch_size, drop_last=True)
     clock = _StartClock(warmup, device)
     training.train(side.G, side.D, side.opt_G, side.opt_D, batches, warmup + steps, side.step_function,

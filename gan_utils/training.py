@@ -624,9 +624,7 @@ def resume(
         for group, flags in zip(optimiser.param_groups, built, strict=True):
             group["lr"] = float(group["lr"])
             group.update({flag: value for flag, value in flags.items() if flag in group})
-            if (
-                flags["capturable"] is not None
-            ):  # capturable and fused optimisers keep step counts on the device
+            if any(value is not None for value in flags.values()):  # capturable or fused: steps on the device
                 on_device = bool(flags["capturable"] or flags["fused"])
                 for parameter in group["params"]:
                     step = optimiser.state.get(parameter, {}).get("step")

@@ -114,23 +114,24 @@ def test_cuda_graph_step_trains_like_the_eager_step(fused):
     history = training.train(*graphed, ring_batches("cuda"), 12, training.CUDAGraphStep(training.train_step),
                              progress=False, data_seed=0)  # fmt: skip
     assert history["step"] == list(range(1, 13))
+    assert graphed[2].param_groups[0]["fused"] is (True if fused else None)
     for model_eager, model_graphed in ((eager[0], graphed[0]), (eager[1], graphed[1])):
         for p_eager, p_graphed in zip(model_eager.parameters(), model_graphed.parameters(), strict=True):
             torch.testing.assert_close(p_graphed, p_eager, rtol=1e-4, atol=1e-5)
 
 
 @needs_cuda
-def test_a_recorded_fused_run_resumes_with_its_step_counts_on_the_gpu(tmp_path):
-    """Resuming puts the file's step counts where capturable, fused Adam needs them, so the recorded
-    step goes on from the checkpoint."""
+def test_an_eager_run_resumes_into_a_recorded_fused_one_with_its_step_counts_on_the_gpu(tmp_path):
+    """The checkpoint of a plain eager run keeps Adam's step counts on the CPU and says neither
+    capturable nor fused; resuming into the optimisers `--cuda-graph` builds must keep their flags and
+    move the counts to the GPU, or the recorded fused step fails."""
     path = tmp_path / "run.pt"
-    players = toy_players("cuda", capturable=True, fused=True)
-    training.train(*players, ring_batches("cuda"), 6, training.CUDAGraphStep(training.train_step),
-                   callbacks=[training.Checkpointer(path)], progress=False, data_seed=0)  # fmt: skip
+    training.train(*toy_players("cuda"), ring_batches("cuda"), 6, callbacks=[training.Checkpointer(path)],
+                   progress=False, data_seed=0)  # fmt: skip
     G, D, opt_G, opt_D = toy_players("cuda", capturable=True, fused=True)
     start = training.resume(path, G, D, opt_G, opt_D)
     for opt in (opt_G, opt_D):
-        assert all(group["fused"] and group["capturable"] for group in opt.param_groups)
+        assert all(group["fused"] is True and group["capturable"] is True for group in opt.param_groups)
         assert all(state["step"].device.type == "cuda" for state in opt.state.values())
     graphed = training.CUDAGraphStep(training.train_step)
     history = training.train(
@@ -139,6 +140,17 @@ def test_a_recorded_fused_run_resumes_with_its_step_counts_on_the_gpu(tmp_path):
     assert history["step"][-1] == 10
     assert all(torch.isfinite(p).all() for p in G.parameters())
     assert int(opt_G.state[next(G.parameters())]["step"]) == 10
+
+
+@needs_cuda
+def test_the_command_line_records_with_fused_adam(tmp_path):
+    out = tmp_path / "run"
+    options = ["--out", str(out), "--device", "cuda", "--cuda-graph", "--steps", "6", "--no-progress"]
+    args = cli.build_parser().parse_args(["train", "--preset", "toy-baseline", *options])
+    args.command_line = "python -m gan_utils train ..."
+    cli.train_command(args)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert all(group["fused"] and group["capturable"] for group in saved["opt_G"]["param_groups"])
 
 
 @needs_cuda

@@ -78,3 +78,21 @@ def test_fused_optimisers_train_like_the_default_ones(optimiser):
     assert any(not torch.equal(p, p0) for p, p0 in zip(G_plain.parameters(), initial, strict=True))
     for p_fused, p_plain in zip(G_fused.parameters(), G_plain.parameters(), strict=True):
         torch.testing.assert_close(p_fused, p_plain, rtol=1e-4, atol=1e-5)
+
+
+def test_train_recipe_builds_capturable_fused_optimisers_for_a_recorded_step(monkeypatch):
+    built_with = []
+    build = recipes.Recipe.optimisers
+
+    def spy(self, G, D, **options):
+        built_with.append(options)
+        return build(self, G, D, **options)
+
+    monkeypatch.setattr(recipes.Recipe, "optimisers", spy)
+    recipe = recipes.preset("toy-baseline", steps=2)
+    with pytest.raises(
+        ValueError, match="models are on cpu"
+    ):  # recording needs CUDA; the optimisers came first
+        recipes.train_recipe(recipe, data.ring().sample(256), seed=0, cuda_graph=True)
+    recipes.train_recipe(recipe, data.ring().sample(256), seed=0)
+    assert built_with == [{"capturable": True, "fused": True}, {"capturable": False, "fused": False}]
