@@ -19,7 +19,9 @@ On a GPU (``--device cuda``) our side is also measured with the trainer's GPU op
 precision (``precision="bfloat16"``), the step recorded as a CUDA graph (`training.CUDAGraphStep`),
 both, and the recorded step driven by `training.train` itself (metrics read once per 50 steps), so
 the loop's own cost shows. The step rows call the step function directly and leave its metrics on
-the device; the reference reads its losses every step, as its log line does.
+the device; the reference reads its losses every step, as its log line does. Time to quality on a
+GPU trains our side as ``--cuda-graph`` does (the recorded step with fused Adam), and with
+``--large-batches`` also the fastest larger batch of each architecture.
 
 It prints training images per second and time-to-quality for both, and their ratios.
 Time-to-quality is the training time (evaluation excluded) until 1,000 generated digits reach
@@ -216,6 +218,12 @@ class OurTrainerAt64(OurSide):
         self.batches = data.BatchIterator(
             resized.to(device), batch_size=self.batch_size, drop_last=True
         ).endless()
+
+    @torch.no_grad()
+    def samples(self, n: int) -> torch.Tensor:
+        """64x64 samples resized to the classifier's 28x28, as the reference's are."""
+        images = metrics.sample_images(self.G, n, seed=0).float()
+        return F.interpolate(images, size=28, mode="bilinear", antialias=True).clamp(-1, 1)
 
 
 class RecipeSide:
@@ -476,13 +484,20 @@ def main() -> None:
     if not args.skip_quality:
         classifier = metrics.load_classifier()
         real = metrics.digit_features(mnist.images[:5000], classifier)
-        fastest = functools.partial(OurSide, cuda_graph=device.type == "cuda")
-        sides = {"ours": fastest, "reference": ReferenceSide}
-        large = {int(match[1]): value for key, value in result.items()
-                 if (match := re.fullmatch(r"ours_graph_b(\d+)_img_per_s", key))}  # fmt: skip
-        if large:
-            batch_size = max(large, key=large.get)
-            sides[f"ours_b{batch_size}"] = functools.partial(OurSide, cuda_graph=True, batch_size=batch_size)
+        cuda = device.type == "cuda"  # there: the recorded step with fused Adam, as --cuda-graph trains
+        sides = {"ours": functools.partial(OurSide, cuda_graph=cuda, fused=cuda), "reference": ReferenceSide}
+        for pattern, side_class, name, options in (
+            (r"ours_graph_b(\d+)_img_per_s", OurSide, "ours", {}),
+            (r"ours_64_graph_bf16_b(\d+)_img_per_s", OurTrainerAt64, "ours_64", {"precision": "bfloat16"}),
+        ):  # the fastest larger batch of each architecture, if --large-batches timed any
+            large = {
+                int(match[1]): value for key, value in result.items() if (match := re.fullmatch(pattern, key))
+            }
+            if large:
+                batch_size = max(large, key=large.get)
+                sides[f"{name}_b{batch_size}"] = functools.partial(
+                    side_class, cuda_graph=True, fused=True, batch_size=batch_size, **options
+                )
         for key, side_class in sides.items():
             torch.manual_seed(0)
             side = side_class(mnist.images, device)
