@@ -12,7 +12,8 @@ batch size, learning-rate schedule and number of steps:
 
 - "100 labels": the classifier trained on the labelled digits alone;
 - "100 labels + GAN (K+1)": Salimans et al.'s semi-supervised GAN on the labelled and unlabelled
-  digits (`semi_supervised.train_semi_supervised`), as in their paper;
+  digits (`semi_supervised.train_semi_supervised`): their K+1 losses and feature matching, on our
+  network and schedule (see `gan_utils.semi_supervised` for the differences);
 - "100 labels + GAN (K+1) + shifts": the same GAN with the unlabelled digits shifted like the
   labelled ones, and no entropy term: it splits the last GAN row's change into its two parts;
 - "100 labels + entropy": no GAN; the unlabelled digits, shifted like the labelled ones, enter only

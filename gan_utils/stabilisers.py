@@ -205,8 +205,10 @@ class DiffAugment(nn.Module):
 
     Policies (Zhao et al.'s defaults for their 32x32 experiments): "translation" shifts by up to 1/8
     of the image size (rounded down here: 3 pixels of 28, where their code rounds to 4), "cutout"
-    blanks a square of half the image size. The paper's colour policy
-    (brightness, saturation, contrast) is left out: it would move grey digits out of [-1, 1].
+    blanks a square of half the image size. Their code fills shifted-in pixels and the blanked square
+    with 0, mid-grey on images in [-1, 1]; ours fill with the background, -1, so D sees empty paper
+    there, as on a real digit (our choice). The paper's colour policy (brightness, saturation,
+    contrast) is left out: it would move grey digits out of [-1, 1].
     """
 
     def __init__(self, D: nn.Module, policy: tuple[str, ...] = AUGMENTATIONS) -> None:
