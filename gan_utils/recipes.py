@@ -252,9 +252,9 @@ class Recipe:
     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """The recipe's optimiser for each player: G at ``lr``, D at ``lr_D`` (``lr`` when unset).
         ``capturable=True`` keeps their step counts on the device, as `training.CUDAGraphStep` needs.
-        ``fused=True`` gives Adam PyTorch's fused kernel (the same update, to rounding, in one kernel
-        per step instead of a few per tensor group; 10-13 % more images/s in a recorded step on an H200,
-        see the performance appendix); RMSprop and SGD have none here and ignore it."""
+        ``fused=True`` gives Adam PyTorch's fused implementation (the same update up to rounding, in
+        fewer kernel launches; 10-13 % more images/s in a recorded step on an H200, see the performance
+        appendix); RMSprop and SGD have none here and ignore it."""
 
         def make(params, lr: float) -> torch.optim.Optimizer:
             if self.optimiser == "rmsprop":
