@@ -366,7 +366,7 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--large-batches", type=int, nargs="*", default=[],
                         help="CUDA only: also time the recorded steps at these batch sizes, and train the "
-                        "fastest 28x28 one to the quality bar")  # fmt: skip
+                        "fastest of each architecture to the quality bar")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd players (on CUDA: inside the recorded step, and "
                         "with fused Adam)")  # fmt: skip
