@@ -202,7 +202,7 @@ def train_semi_supervised(
         opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
         optimisers.append(opt_G)
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1 - s / steps) for o in optimisers]
-    shifts = torch.Generator().manual_seed(seed)
+    shifts = torch.Generator().manual_seed(torch.initial_seed())  # seed, plus any GAN_BOOK_SEED_OFFSET
     history: dict[str, list[float]] = {"supervised": [], "unsupervised": [], "held_out_accuracy": []}
     start = time.perf_counter()
     for _ in range(steps):

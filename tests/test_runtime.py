@@ -23,6 +23,28 @@ def test_set_seed_rejects_non_integers(bad_seed):
         gan_utils.set_seed(bad_seed)
 
 
+def test_seed_offset_shifts_every_seed(monkeypatch):
+    """With GAN_BOOK_SEED_OFFSET=3, set_seed(4) draws what set_seed(7) draws without it."""
+    monkeypatch.delenv(runtime.SEED_OFFSET_ENV_VAR, raising=False)
+    gan_utils.set_seed(7)
+    unshifted = (random.random(), np.random.rand(), torch.rand(3))
+    gan_utils.set_seed(4)
+    other_seed = torch.rand(3)
+    monkeypatch.setenv(runtime.SEED_OFFSET_ENV_VAR, " 3 ")
+    gan_utils.set_seed(4)
+    shifted = (random.random(), np.random.rand(), torch.rand(3))
+    assert shifted[:2] == unshifted[:2] and torch.equal(shifted[2], unshifted[2])
+    assert not torch.equal(shifted[2], other_seed)
+    assert torch.initial_seed() == 7  # the training loop's data stream is seeded from it
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "one"])
+def test_seed_offset_rejects_what_is_not_a_count(monkeypatch, value):
+    monkeypatch.setenv(runtime.SEED_OFFSET_ENV_VAR, value)
+    with pytest.raises(ValueError, match="GAN_BOOK_SEED_OFFSET=.*non-negative integer.*unset it"):
+        gan_utils.set_seed(0)
+
+
 def test_importing_every_module_has_no_side_effects_on_random_state():
     """A fresh interpreter draws the same numbers after importing every gan_utils module as without."""
     import subprocess
