@@ -10,8 +10,10 @@ Every mistake in a command line is refused before anything is written, with one 
 that names the problem and the fix, and exit code 2 (no traceback). Nothing a user saved is
 overwritten: ``train`` only continues its own run (``--resume``), and ``sample`` replaces an
 existing picture only with ``--force``. Ctrl-C stops training after the current step, saves, and
-exits with code 130; a second Ctrl-C waits for the save. ``--stop-after N`` ends the run after step N
-of its ``--steps`` schedule in the same way, but exits with code 0, since that stop was asked for.
+exits with code 130; a second Ctrl-C waits for the save. SIGTERM (``kill``, ``timeout``, a job
+scheduler) does the same, also with code 130, the code of a run stopped early that --resume
+continues. ``--stop-after N`` ends the run after step N of its ``--steps`` schedule in the same
+way, but exits with code 0, since that stop was asked for.
 """
 
 from __future__ import annotations

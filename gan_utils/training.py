@@ -710,16 +710,20 @@ def _print_queued(interrupt: dict) -> None:
         print(interrupt["queue"].pop(0), file=sys.stderr, flush=True)
 
 
+_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}  # SIGTERM: `kill`, `timeout`, Slurm
+
+
 @contextlib.contextmanager
 def _stop_at_step_boundary(announcement: str):
-    """Turn Ctrl-C (or a Jupyter kernel interrupt) into a flag checked between steps.
+    """Turn Ctrl-C (or a Jupyter kernel interrupt) and SIGTERM into a flag checked between steps.
 
-    The first Ctrl-C prints ``announcement`` at once (e.g. "stopping after this step, saving ...")
-    and training stops after the current step, so a checkpoint never holds a half-updated pair of
-    players. Every later Ctrl-C, until the block ends, is deferred with a message: the block
-    includes the final save, and abandoning it would lose every step since the last checkpoint (an
-    impatient second press used to do exactly that). Outside the main thread signals cannot be
-    caught; then a Ctrl-C interrupts immediately, as usual.
+    The first such signal prints its name and ``announcement`` at once (e.g. "Ctrl-C: stopping after
+    this step, saving ...") and training stops after the current step, so a checkpoint never holds a
+    half-updated pair of players. SIGTERM, which `kill`, `timeout` and job schedulers send, is
+    treated like Ctrl-C, so a killed run keeps every finished step. Every later signal, until the
+    block ends, is deferred with a message: the block includes the final save, and abandoning it
+    would lose every step since the last checkpoint (an impatient second press used to do exactly
+    that). Outside the main thread signals cannot be caught; then they act immediately, as usual.
     """
     interrupt: dict = {"stop": False, "queue": []}
     if threading.current_thread() is not threading.main_thread():
@@ -727,21 +731,23 @@ def _stop_at_step_boundary(announcement: str):
         return
 
     def handler(signum, frame):
+        name = _STOP_SIGNALS.get(signum, f"signal {signum}")
         if interrupt["stop"]:
             _say_at_once(
-                "Ctrl-C again: still finishing the step and saving; please wait (ending the process now "
+                f"{name} again: still finishing the step and saving; please wait (ending the process now "
                 "would lose every step since the last checkpoint).",
                 interrupt["queue"],
             )
         else:
             interrupt["stop"] = True
-            _say_at_once(announcement, interrupt["queue"])
+            _say_at_once(f"{name}: {announcement}", interrupt["queue"])
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in _STOP_SIGNALS}
     try:
         yield interrupt
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, old_handler in previous.items():
+            signal.signal(number, old_handler)
         _print_queued(interrupt)
 
 
@@ -820,8 +826,9 @@ def train(
     naming the step (`_Recorder.flush`). A step that fails because G cannot take z of its own
     ``latent_dim`` says so. ``steps`` below the step ``start`` reached is refused.
 
-    Ctrl-C prints at once that training stops after the current step, lets every callback close (a
-    `Checkpointer` saves) while further Ctrl-Cs wait, and returns the history so far.
+    Ctrl-C (or SIGTERM, e.g. from `kill`) prints at once that training stops after the current step,
+    lets every callback close (a `Checkpointer` saves) while further signals wait, and returns the
+    history so far.
     """
     steps = check_count(steps, "steps")
     if log_every is None:
@@ -875,7 +882,7 @@ def train(
     D.train()
     state, requested = state_at(done), None
     saving = f"saving {checkpointers[0].path}" if checkpointers else "no Checkpointer, so nothing to save"
-    with _stop_at_step_boundary(f"Ctrl-C: stopping after this step, {saving}...") as interrupt:
+    with _stop_at_step_boundary(f"stopping after this step, {saving}...") as interrupt:
         for step_number in range(done + 1, steps + 1):
             try:
                 recorder.add(step_number, step(G, D, opt_G, opt_D, real_batches))

@@ -588,6 +588,40 @@ def test_two_ctrl_c_50_ms_apart_leave_a_loadable_checkpoint_of_the_last_finished
     assert json.loads((out / "run.json").read_text())["steps"] == last
 
 
+def test_sigterm_stops_like_ctrl_c_and_keeps_the_last_finished_step(tmp_path):
+    """`kill`, `timeout` and job schedulers send SIGTERM: the run saves its last step and resumes from it."""
+    out = tmp_path / "run"
+    command = ["train", "--preset", "toy-baseline", "--steps", "1000000", "--out", str(out), "--no-progress",
+               "--sample-every", "20", "--checkpoint-every", "1000000"]  # fmt: skip
+    run = cli_process(*command)
+    wait_for(lambda: (out / "samples_step000020.png").exists(), run, "first sample grid")
+    run.send_signal(signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 130, stderr
+    assert "SIGTERM: stopping after this step, saving" in stderr and "Traceback" not in stderr
+    assert "--resume" in stderr  # it says how to continue
+    last = int(re.search(r"Interrupted after step (\d+)", stdout).group(1))
+    assert last >= 20 and checkpoints.load_checkpoint(out / "checkpoint.pt")["step"] == last
+
+
+def test_a_sigterm_in_training_restores_the_previous_handler():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        def terminate(state):
+            if state.step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        G, D, opt_G, opt_D = tiny_toy_gan()
+        history = training.train(G, D, opt_G, opt_D, ring_batches(), 40, progress=False,
+                                 callbacks=[terminate])
+        assert history["step"] == [1, 2, 3] and seen == []
+        os.kill(os.getpid(), signal.SIGTERM)  # after training, the caller's own handler is back
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # ============================================================== run.json records each leg as it starts
 
 
