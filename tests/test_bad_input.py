@@ -608,13 +608,15 @@ def test_a_sigterm_in_training_restores_the_previous_handler():
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
     try:
+
         def terminate(state):
             if state.step == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         G, D, opt_G, opt_D = tiny_toy_gan()
-        history = training.train(G, D, opt_G, opt_D, ring_batches(), 40, progress=False,
-                                 callbacks=[terminate])
+        history = training.train(
+            G, D, opt_G, opt_D, ring_batches(), 40, progress=False, callbacks=[terminate]
+        )
         assert history["step"] == [1, 2, 3] and seen == []
         os.kill(os.getpid(), signal.SIGTERM)  # after training, the caller's own handler is back
         assert seen == [signal.SIGTERM]
