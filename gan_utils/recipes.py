@@ -21,7 +21,7 @@ from torch import nn
 
 from gan_utils import classifier, models, stabilisers, training
 from gan_utils.data import BatchIterator
-from gan_utils.runtime import check_count, check_positive_number, set_seed
+from gan_utils.runtime import check_count, check_positive_number, resolve_device, set_seed
 
 MODELS = ("mlp", "dcgan", "cdcgan")  # cdcgan: chapter 8's class-conditional DCGAN
 DATASETS = ("mnist", "ring", "grid")
@@ -226,7 +226,9 @@ class Recipe:
                 if getattr(self, f.name) != getattr(base, f.name)}  # fmt: skip
 
     def build_models(self, device: torch.device | str = "cpu") -> tuple[nn.Module, nn.Module]:
-        """Freshly initialised G and D on ``device``, in the recipe's memory format."""
+        """Freshly initialised G and D on ``device`` (checked by `runtime.resolve_device`), in the recipe's
+        memory format."""
+        device = resolve_device(device)
         if self.clusters:
             G = models.cdcgan_mnist_generator(self.generator_width, n_classes=self.clusters)
             D = models.cdcgan_mnist_discriminator(self.discriminator_width, self.conditioning, self.d_norm,
@@ -370,6 +372,7 @@ def train_recipe(
     chapters, benchmarks and `toys` use it, and the command line adds checkpoints around the same parts.
     ``cuda_graph=True`` (CUDA only) records the step once and replays it (`training.CUDAGraphStep`),
     with Adam's fused kernel."""
+    device = resolve_device(device)
     set_seed(seed)
     G, D = recipe.build_models(device)
     opt_G, opt_D = recipe.optimisers(G, D, capturable=cuda_graph, fused=cuda_graph)

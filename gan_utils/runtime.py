@@ -107,8 +107,9 @@ def default_device() -> torch.device:
 def resolve_device(device: str | torch.device) -> torch.device:
     """``device`` as a `torch.device` that exists on this machine; ``"auto"`` means `default_device()`.
 
-    A name torch does not know, or a CUDA or MPS device this machine lacks, raises a ValueError
-    saying which devices to use, instead of failing later inside the first tensor operation.
+    A name torch does not know, a device type the book does not train on (``meta``, ``xpu``, ...), or a
+    CUDA or MPS device this machine lacks, raises a ValueError saying which devices to use, instead of
+    failing later inside the first tensor operation.
     """
     if isinstance(device, str) and device == "auto":
         return default_device()
@@ -116,6 +117,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"{device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'mps'.") from None
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"{device!r} is a {resolved.type} device, which the book does not run on; use 'auto', 'cpu', "
+            "'cuda' or 'mps'."
+        )
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{device!r} was asked for but no CUDA GPU is available; use 'cpu'.")

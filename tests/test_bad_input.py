@@ -815,10 +815,23 @@ def test_a_corrupt_manifest_is_one_line_with_the_fix(tmp_path, capsys):
     assert_one_line_refusal(code, err, "MANIFEST.json is damaged")
 
 
-@pytest.mark.parametrize(("device", "message"), [("gpu", "'gpu' is not a device"), ("cuda:99", "cuda:99")])
+DEVICE_MISTAKES = [("gpu", "'gpu' is not a device"), ("cuda:99", "cuda:99"),
+                   ("meta", "'meta' is a meta device, which the book does not run on")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("device", "message"), DEVICE_MISTAKES)
 def test_load_pretrained_checks_the_device_first(device, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         pretrained.load_pretrained("dcgan-mnist", device=device)
+
+
+@pytest.mark.parametrize(("device", "message"), DEVICE_MISTAKES)
+def test_train_recipe_checks_the_device_first(device, message):
+    recipe = recipes.preset("toy-baseline", steps=2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        recipes.train_recipe(recipe, data.ring().sample(512), seed=0, device=device)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        recipe.build_models(device)
 
 
 # ============================================================== small ones

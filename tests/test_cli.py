@@ -133,6 +133,7 @@ def test_sample_writes_a_grid_from_a_shipped_generator(tmp_path):
         (["--preset", "toy-baseline", "--steps", "ten"], "expected a whole number"),
         (["--preset", "toy-baseline", "--resume"], "no checkpoint at"),
         (["--preset", "toy-baseline", "--device", "cuda:7"], "no CUDA GPU is available"),
+        (["--preset", "toy-baseline", "--device", "meta"], "a meta device, which the book does not run on"),
         (["--preset", "dcgan-mnist", "--data", "ring"], "use it with --data mnist"),
         (["--preset", "dcgan-mnist", "--augment", "colour"], "name some of translation, cutout"),
         (["--preset", "dcgan-mnist", "--ema-decay", "1.5"], "ema_decay must be in (0, 1)"),
@@ -146,6 +147,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys, args, message):
         code = exit_.code
     assert code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_a_bad_argument_in_a_real_process_prints_no_traceback(tmp_path):
