@@ -21,7 +21,24 @@ from torch import nn
 from gan_utils.runtime import check_count
 
 
-def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
+def _check_tensor(t: object, module: nn.Module, what: str) -> None:
+    """Refuse a non-tensor, or a tensor whose dtype differs from ``module``'s weights (outside autocast)."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(
+            f"{what} must be a torch tensor, got {type(t).__name__}; convert with torch.as_tensor."
+        )
+    weight = next(module.parameters(), None)
+    if weight is None or t.dtype == weight.dtype or torch.is_autocast_enabled(t.device.type):
+        return
+    hint = " (NumPy arrays become float64: torch.from_numpy(a).float())" if t.dtype == torch.float64 else ""
+    raise ValueError(
+        f"{what} has dtype {t.dtype} but this model's weights are {weight.dtype}; convert it with "
+        f".to({weight.dtype}){hint}."
+    )
+
+
+def _check_latent(z: torch.Tensor, latent_dim: int, module: nn.Module) -> None:
+    _check_tensor(z, module, "z")
     if z.ndim != 2 or z.shape[1] != latent_dim:
         raise ValueError(
             f"this generator takes z of shape [n, {latent_dim}], got {tuple(z.shape)}; "
@@ -29,7 +46,8 @@ def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
         )
 
 
-def _check_samples(x: torch.Tensor, sample_shape: tuple[int, ...]) -> None:
+def _check_samples(x: torch.Tensor, sample_shape: tuple[int, ...], module: nn.Module) -> None:
+    _check_tensor(x, module, "the discriminator's input")
     if tuple(x.shape[1:]) != sample_shape:
         raise ValueError(
             f"this discriminator takes samples of shape [n, {', '.join(map(str, sample_shape))}], "
@@ -93,7 +111,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_latent(z, self.latent_dim)
+        _check_latent(z, self.latent_dim, self)
         return self.net(z).view(-1, *self.sample_shape)  # (n, *sample_shape)
 
 
@@ -112,7 +130,7 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_samples(x, self.sample_shape)
+        _check_samples(x, self.sample_shape, self)
         return self.net(x.flatten(start_dim=1)).view(-1)  # (n,)
 
 
@@ -201,7 +219,7 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_latent(z, self.latent_dim)
+        _check_latent(z, self.latent_dim, self)
         return self.net(z[:, :, None, None])
 
 
@@ -248,7 +266,7 @@ class DCGANDiscriminator(nn.Module):
             spectral_normalise(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_samples(x, self.sample_shape)
+        _check_samples(x, self.sample_shape, self)
         return self.net(x).view(-1)
 
 
@@ -374,7 +392,7 @@ class ConditionalDCGANGenerator(nn.Module):
         self.body = DCGANGenerator(latent_dim + embedding_dim, channels, width, image_size)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_latent(z, self.latent_dim)
+        _check_latent(z, self.latent_dim, self)
         check_labels(y, len(z), self.n_classes)
         return self.body(torch.cat([z, self.embedding(y.long())], dim=1))
 
@@ -427,7 +445,7 @@ class ConditionalDCGANDiscriminator(nn.Module):
                 nn.init.zeros_(self.embedding.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_samples(x, self.sample_shape)
+        _check_samples(x, self.sample_shape, self)
         check_labels(y, len(x), self.n_classes)
         y = y.long()
         if self.conditioning == "concat":
@@ -514,7 +532,7 @@ class SelfConditionedGenerator(nn.Module):
 
     def clusters_of(self, z: torch.Tensor) -> torch.Tensor:
         """The cluster each row of z draws, from its last coordinate (NaN there picks none: refused)."""
-        _check_latent(z, self.latent_dim)
+        _check_latent(z, self.latent_dim, self)
         last = z[:, -1].double().contiguous()
         if bool(last.isnan().any()):
             raise ValueError(

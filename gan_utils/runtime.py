@@ -170,6 +170,13 @@ def sample(
     from gan_utils.models import balanced_labels, is_conditional
 
     batch_size = check_count(batch_size, "batch_size")
+    if not isinstance(G, torch.nn.Module):
+        raise ValueError(
+            f"sample takes a generator module, got {type(G).__name__}; load a shipped one with "
+            "gan_utils.pretrained.load_pretrained(name)."
+        )
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"z must be a torch tensor, got {type(z).__name__}; draw it with torch.randn.")
     device = device_of(G)
     if is_conditional(G) and labels is None:
         labels = balanced_labels(len(z), G.n_classes)

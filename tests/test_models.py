@@ -57,3 +57,28 @@ def test_dcgan_bad_inputs_give_clear_errors():
         models.DCGANGenerator()(torch.randn(2, 10))
     with pytest.raises(ValueError, match=r"samples of shape \[n, 1, 28, 28\]"):
         models.DCGANDiscriminator()(torch.randn(2, 784))
+
+
+@pytest.mark.parametrize(
+    ("make", "bad_input", "message"),
+    [
+        (models.dcgan_mnist_generator, torch.randn(2, 64, dtype=torch.float64),
+         r"z has dtype torch.float64 but this model's weights are torch.float32.*from_numpy\(a\).float\(\)"),
+        (models.dcgan_mnist_generator, torch.zeros(2, 64, dtype=torch.long), r"z has dtype torch.int64"),
+        (models.dcgan_mnist_generator, [[0.0] * 64] * 2, "z must be a torch tensor, got list"),
+        (models.dcgan_mnist_discriminator, torch.zeros(2, 1, 28, 28, dtype=torch.float16),
+         r"discriminator's input has dtype torch.float16 .* convert it with .to\(torch.float32\)"),
+        (lambda: models.MLPDiscriminator((2,)), torch.zeros(3, 2, dtype=torch.float64), "dtype torch.float6"),
+        (lambda: models.cdcgan_mnist_generator(16), torch.zeros(2, 64, dtype=torch.float64), "dtype"),
+    ],
+)  # fmt: skip
+def test_a_wrong_dtype_is_refused_before_torch_sees_it(make, bad_input, message):
+    with pytest.raises(ValueError, match=message):
+        make()(bad_input)
+
+
+def test_autocast_may_hand_a_discriminator_lower_precision():
+    """Under autocast, G's bf16 output feeding D's float32 weights is what training does: not refused."""
+    D = models.dcgan_mnist_discriminator()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert D(torch.zeros(2, 1, 28, 28, dtype=torch.bfloat16)).shape == (2,)

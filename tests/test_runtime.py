@@ -149,3 +149,10 @@ def test_benchmark_results_reads_the_recorded_files_and_says_how_to_get_them(mon
     monkeypatch.setattr(runtime, "BENCHMARK_RESULTS", tmp_path / "site-packages" / "benchmarks" / "results")
     with pytest.raises(FileNotFoundError, match=r"clone the repository and run `pip install -e \.`"):
         runtime.benchmark_results("toy_modes.json")
+
+
+def test_sample_refuses_what_is_not_a_generator_and_a_tensor():
+    with pytest.raises(ValueError, match="z must be a torch tensor, got ndarray"):
+        runtime.sample(_ModeRecorder(), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"takes a generator module, got str.*load_pretrained\(name\)"):
+        runtime.sample("dcgan-mnist", torch.zeros(2, 3))
