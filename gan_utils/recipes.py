@@ -77,6 +77,9 @@ class Recipe:
         if held_out and self.data != "mnist":
             raise ValueError("held_out_per_class holds out digits: use it with data='mnist'.")
         object.__setattr__(self, "lr", check_positive_number(self.lr, "lr"))
+        for name in ("reuse_fakes", "lr_decay", "channels_last", "sync_batchnorm"):
+            if not isinstance(getattr(self, name), bool):  # "no" would count as true
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         for name in ("r1_gamma", "lr_D", "gp_weight"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, check_positive_number(getattr(self, name), name))

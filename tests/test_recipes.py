@@ -24,6 +24,10 @@ def test_overrides_change_only_what_they_name_and_are_recorded():
         ),
         (lambda: recipes.preset("dcgan-mnist", data="ring"), "use it with data='mnist'"),
         (lambda: recipes.preset("mlp-mnist", loss="bce"), "unknown loss 'bce'"),
+        (lambda: recipes.preset("toy-baseline", reuse_fakes="False"), "reuse_fakes must be True or False"),
+        (lambda: recipes.preset("dcgan-mnist", lr_decay="no"), "lr_decay must be True or False, got 'no'"),
+        (lambda: recipes.preset("dcgan-mnist", channels_last=1), "channels_last must be True or False"),
+        (lambda: recipes.preset("dcgan-mnist", sync_batchnorm=2), "sync_batchnorm must be True or False"),
     ],
 )
 def test_bad_recipes_are_refused_with_the_fix(call, message):
