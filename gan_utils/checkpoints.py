@@ -73,6 +73,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
+def first_mismatch(error: Exception) -> str:
+    """The first specific line of torch's `load_state_dict` error ("size mismatch for net.0.weight: ..."),
+    not its generic heading."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    return (specific or lines or [type(error).__name__])[0]
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint`, safely (weights only), onto the CPU."""
     path = Path(path)

@@ -242,7 +242,7 @@ def generator_from_checkpoint(checkpoint_path: Path, G: nn.Module) -> nn.Module:
     except RuntimeError as error:  # torch lists every mismatched tensor; the first line says enough
         raise PretrainedError(
             f"the generator in {checkpoint_path} does not fit {type(G).__name__} "
-            f"({str(error).splitlines()[0]}); rebuild G with the run's recipe."
+            f"({checkpoints.first_mismatch(error)}); rebuild G with the run's recipe."
         ) from None
     if averaged is not None:
         stabilisers.recompute_batchnorm(G)

@@ -612,7 +612,14 @@ def resume(
             f"{sorted(extra_modules)}; resume with the recipe the run was started with."
         )
     for module, key in ((distributed.unwrap(G), "G"), (distributed.unwrap(D), "D")):
-        module.load_state_dict(state[key])
+        try:
+            module.load_state_dict(state[key])
+        except RuntimeError as error:  # torch lists every mismatched tensor; the first says enough
+            raise checkpoints.CheckpointError(
+                f"the {key} saved in {path} does not fit this run's {type(module).__name__} "
+                f"({checkpoints.first_mismatch(error)}); resume with the settings the run was started "
+                "with, or start a new run in another folder."
+            ) from None
     for optimiser, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):
         # the file's param groups replace the optimiser's: keep how this run built it (capturable or
         # not, for CUDAGraphStep; fused or not) and take learning rates as floats (a recorded run

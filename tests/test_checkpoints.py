@@ -159,3 +159,17 @@ def test_resume_keeps_how_this_run_built_its_optimisers(tmp_path):
     training.train(G, D, opt_G, opt_D, batches, 12, progress=False, start=start)
     for p_resumed, p_straight in zip(G.parameters(), straight[0].parameters(), strict=True):
         torch.testing.assert_close(p_resumed, p_straight, rtol=1e-4, atol=1e-5)
+
+
+def test_resuming_into_other_networks_names_the_first_mismatch(tmp_path):
+    path = tmp_path / "run.pt"
+    train_run(path, steps=3)
+    G = models.MLPGenerator(2, (2,), hidden=(32,))  # the run's G was 16 wide
+    D = models.MLPDiscriminator((2,), hidden=(16,))
+    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
+    message = (
+        r"the G saved in .*run.pt does not fit this run's MLPGenerator "
+        r"\(size mismatch for net.0.weight: .*\); resume with the settings the run was started with"
+    )
+    with pytest.raises(checkpoints.CheckpointError, match=message):
+        training.resume(path, G, D, opt_G, opt_D)
