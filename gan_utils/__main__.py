@@ -64,6 +64,13 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+def path_option(text: str) -> Path:
+    """A path option; an empty one is refused (``Path("")`` is the current folder, rarely what was meant)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; give one, e.g. runs/dcgan")
+    return Path(text)
+
+
 def _whole_number(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
@@ -129,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         "given here override the preset's settings.",
     )
     train.add_argument("--preset", required=True, choices=list(recipes.PRESETS), help="the recipe to train")
-    train.add_argument("--out", required=True, type=Path, help="folder for checkpoint.pt, config.json, PNGs")
+    train.add_argument(
+        "--out", required=True, type=path_option, help="folder for checkpoint.pt, config.json, PNGs"
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     train.add_argument(
@@ -188,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shipped generator's name or a folder written by 'train'.",
     )
     sample_parser.add_argument("source", help="a shipped name (e.g. dcgan-mnist) or a training folder")
-    sample_parser.add_argument("--out", required=True, type=Path, help="the PNG file to write")
+    sample_parser.add_argument("--out", required=True, type=path_option, help="the PNG file to write")
     sample_parser.add_argument(
         "--n", type=grid_size, default=64, help=f"number of samples (1..{MAX_GRID_SAMPLES})"
     )
@@ -385,6 +394,8 @@ def grid_columns(G: torch.nn.Module) -> int:
 
 def check_new_run_folder(out: Path) -> None:
     """Refuse to start a run where it would overwrite a checkpoint or another run's files."""
+    if (out / CHECKPOINT_NAME).is_dir():
+        raise CommandLineError(f"{out / CHECKPOINT_NAME} is a folder, not a checkpoint; rename or remove it.")
     if (out / CHECKPOINT_NAME).exists():
         raise CommandLineError(
             f"{out / CHECKPOINT_NAME} already exists. Add --resume to continue that run, or choose another "

@@ -84,6 +84,8 @@ def first_mismatch(error: Exception) -> str:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint`, safely (weights only), onto the CPU."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; rename or remove it.")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train without --resume to start a new run there.")
     try:

@@ -18,7 +18,6 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from gan_utils import checkpoints, data, models, recipes
 from gan_utils.__main__ import (
@@ -30,6 +29,7 @@ from gan_utils.__main__ import (
     check_digit_generator,
     generator_from,
     non_negative_int,
+    path_option,
     positive_int,
     run_reporting_errors,
 )
@@ -44,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Copy the generator of RUN/checkpoint.pt into WEIGHTS_DIR/NAME.pt (float16) and record "
         "its preset, overrides, commands, data source, steps, wall time, device and sha256 in MANIFEST.json.",
     )
-    export.add_argument("--run", required=True, type=Path, help="the training folder (holds checkpoint.pt)")
+    export.add_argument(
+        "--run", required=True, type=path_option, help="the training folder (holds checkpoint.pt)"
+    )
     export.add_argument("--name", required=True, help="e.g. dcgan-mnist")
-    export.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    export.add_argument("--weights-dir", required=True, type=path_option, help="e.g. gan_utils/weights")
     export.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
     record = commands.add_parser(
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "mnist-classifier; the tests check that the generator keeps meeting the recorded scores.",
     )
     record.add_argument("name", help="e.g. dcgan-mnist")
-    record.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    record.add_argument("--weights-dir", required=True, type=path_option, help="e.g. gan_utils/weights")
     record.add_argument("--force", action="store_true", help="replace metrics recorded before")
 
     classifier = commands.add_parser(
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--epochs", type=positive_int, default=15)
     classifier.add_argument("--seed", type=non_negative_int, default=0)
     classifier.add_argument("--name", default="mnist-classifier", help="name in the manifest")
-    classifier.add_argument("--weights-dir", required=True, type=Path, help="e.g. gan_utils/weights")
+    classifier.add_argument("--weights-dir", required=True, type=path_option, help="e.g. gan_utils/weights")
     classifier.add_argument("--force", action="store_true", help="replace an existing model of that name")
     classifier.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
     return parser

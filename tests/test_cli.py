@@ -171,3 +171,22 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
 def test_evaluate_refuses_a_model_that_is_not_a_generator(capsys):
     assert main(["evaluate", "mnist-classifier"]) == 2
     assert "not a noise-to-image generator" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for argv in (["train", "--preset", "toy-baseline", "--out", ""], ["sample", "dcgan-mnist", "--out", " "]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert "argument --out: empty path; give one, e.g. runs/dcgan" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
+
+
+def test_a_checkpoint_that_is_a_folder_is_named_with_or_without_resume(tmp_path, capsys):
+    (tmp_path / "run" / "checkpoint.pt").mkdir(parents=True)
+    for extra in ([], ["--resume"]):
+        argv = ["train", "--preset", "toy-baseline", "--out", str(tmp_path / "run"), "--no-progress"]
+        code = main([*argv, *extra])
+        assert code == 2
+        assert "checkpoint.pt is a folder, not a checkpoint" in capsys.readouterr().err
