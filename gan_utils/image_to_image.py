@@ -610,13 +610,30 @@ def _check_pair_of_sets(estimate: torch.Tensor, truth: torch.Tensor):
 
 @torch.no_grad()
 def apply(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model(images)`` in eval mode and in batches, on the model's device; the result on the CPU."""
-    from gan_utils.runtime import device_of
+    """``model(images)`` in eval mode, without gradients and in batches, on the model's device; the result
+    on the CPU. The model gets back the mode it had. ``images`` must be a 4-D float tensor in [-1, 1]
+    (a bright photo may hold no dark pixel, so unlike training data, all values >= 0 are allowed)."""
+    from gan_utils.runtime import device_of, evaluating
 
-    model.eval()
+    batch_size = check_count(batch_size, "batch_size")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"apply takes images of shape [n, channels, height, width], got {shape}.")
+    if not images.is_floating_point():
+        raise ValueError(f"images have dtype {images.dtype}; pass floats in [-1, 1] (uint8: x / 127.5 - 1).")
+    if not torch.isfinite(images).all() or images.min() < -1.001 or images.max() > 1.001:
+        raise ValueError(
+            f"images must be finite and in [-1, 1], got values in [{images.min():.3g}, {images.max():.3g}]; "
+            "rescale them (images in [0, 1]: x * 2 - 1)."
+        )
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.dtype != images.dtype:
+        raise ValueError(f"images have dtype {images.dtype} but the model's weights are {weight.dtype}; "
+                         f"convert them with .to({weight.dtype}).")  # fmt: skip
     device = device_of(model)
-    outputs = [model(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(outputs)
+    with evaluating(model), torch.no_grad():
+        return torch.cat([model(images[i : i + batch_size].to(device)).cpu()
+                          for i in range(0, len(images), batch_size)])  # fmt: skip
 
 
 def super_resolution_scores(

@@ -282,6 +282,24 @@ def test_a_cyclegan_and_a_recipe_refuse_misuse_with_the_fix():
         i2i.ImageToImageRecipe("sr-digit", steps=1)
 
 
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.full((2, 1, 8, 8), 255.0), r"finite and in \[-1, 1\], got values in \[255, 255\]"),
+        (torch.full((2, 1, 8, 8), float("nan")), "finite and in"),
+        (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), r"dtype torch.uint8; pass floats in \[-1, 1\]"),
+        (torch.zeros(2, 1, 8, 8, dtype=torch.float64), "the model's weights are torch.float32"),
+        (torch.zeros(1, 8, 8), r"shape \[n, channels, height, width\], got \(1, 8, 8\)"),
+    ],
+)
+def test_apply_refuses_images_it_cannot_translate_and_restores_the_mode(images, message):
+    G = i2i.CycleGAN(width=4).a_to_b.train()
+    with pytest.raises(ValueError, match=message):
+        i2i.apply(G, images)
+    i2i.apply(G, torch.rand(2, 1, 8, 8))  # a bright image (all values >= 0) is allowed
+    assert G.training
+
+
 def test_cyclegan_step_adds_the_identity_term_and_noise_before_translating_back():
     torch.manual_seed(0)
     cycle, Ds = i2i.CycleGAN(1, 3, width=4, depth=1), i2i.CycleDiscriminators(1, 3, width=4)
