@@ -112,6 +112,11 @@ class MLPGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_latent(z, self.latent_dim, self)
+        if self.training and self.config["batch_norm"] and len(z) == 1:
+            raise ValueError(
+                "in training mode BatchNorm needs at least 2 codes per batch, got 1; call G.eval() first, "
+                "or draw with gan_utils.runtime.sample(G, z)."
+            )
         return self.net(z).view(-1, *self.sample_shape)  # (n, *sample_shape)
 
 

@@ -82,3 +82,10 @@ def test_autocast_may_hand_a_discriminator_lower_precision():
     D = models.dcgan_mnist_discriminator()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert D(torch.zeros(2, 1, 28, 28, dtype=torch.bfloat16)).shape == (2,)
+
+
+def test_one_code_through_batchnorm_in_training_mode_says_to_evaluate():
+    G = models.mlp_mnist_generator()
+    with pytest.raises(ValueError, match=r"needs at least 2 codes per batch, got 1; call G.eval\(\)"):
+        G(torch.randn(1, 100))
+    assert G.eval()(torch.randn(1, 100)).shape == (1, 1, 28, 28)
