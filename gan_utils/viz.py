@@ -20,7 +20,7 @@ from torchvision.utils import make_grid
 
 from gan_utils import metrics
 from gan_utils.data import GaussianMixture2D
-from gan_utils.runtime import device_of, evaluating, sample
+from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,16 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"expected images of shape [n, C, H, W] with C = 1 or 3, got {tuple(images.shape)}; "
             "reshape flat vectors with images.view(-1, 1, 28, 28)."
+        )
+    if len(images) == 0:
+        raise ValueError("no images to show: the tensor holds 0 images.")
+    if not torch.isfinite(images).all():
+        raise ValueError("the images hold NaN or infinite pixels; a generator that diverged draws them.")
+    # in [-1, 1], with room for a bicubic upsampling's overshoot; pixels in [0, 255] are far outside
+    if images.min() < -1.5 or images.max() > 1.5:
+        raise ValueError(
+            f"expected images in [-1, 1], got values in [{images.min():.3g}, {images.max():.3g}]; pixels in "
+            "[0, 255] become [-1, 1] with x / 127.5 - 1."
         )
     return images
 
@@ -41,6 +51,7 @@ def show_image_grid(
     Introduced in chapter 0.
     """
     images = _check_images(images)
+    nrow = check_count(nrow, "nrow")
     grid = make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
     if ax is None:
         _, ax = plt.subplots(figsize=(0.6 * nrow, 0.6 * -(-len(images) // nrow)))

@@ -137,3 +137,17 @@ def test_snapshot_animation_has_one_frame_per_grid_and_loads_nothing_from_outsid
     assert "font-awesome" not in html and "https://" not in html
     with pytest.raises(ValueError, match="one grid per step"):
         viz.snapshots_jshtml([1, 2], grids)
+
+
+@pytest.mark.parametrize(
+    ("images", "nrow", "message"),
+    [
+        (torch.full((4, 1, 8, 8), 255.0), 8, r"expected images in \[-1, 1\], got values in \[255, 255\]"),
+        (torch.full((4, 1, 8, 8), float("nan")), 8, "NaN or infinite"),
+        (torch.zeros(0, 1, 8, 8), 8, "0 images"),
+        (torch.zeros(4, 1, 8, 8), 0, "nrow must be a positive integer"),
+    ],
+)
+def test_show_image_grid_refuses_what_it_would_draw_wrongly(images, nrow, message):
+    with pytest.raises(ValueError, match=message):
+        viz.show_image_grid(images, nrow=nrow)
