@@ -54,6 +54,11 @@ def toy_mode_metrics(
         ``modes`` (0..K), ``high_quality`` (percent, 0..100) and ``kl`` (nats; 0 is perfectly
         balanced, log K is everything in one mode, inf when no sample is high quality).
     """
+    if not isinstance(mixture, GaussianMixture2D):
+        raise ValueError(
+            f"mixture must be a GaussianMixture2D such as data.ring(), got {type(mixture).__name__}; "
+            "the call is toy_mode_metrics(samples, mixture)."
+        )
     samples = torch.as_tensor(samples).detach().float().cpu()
     if samples.ndim != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
         raise ValueError(f"samples must have shape [n, 2] with n >= 1, got {tuple(samples.shape)}.")
@@ -161,7 +166,7 @@ def kth_neighbour_radius(features: torch.Tensor, k: int, block: int = ROW_BLOCK)
         raise ValueError(
             f"k must be an integer in 1..{len(features) - 1} for {len(features)} rows, got {k!r}."
         )
-    k = whole
+    k, block = whole, check_count(block, "block")
     radii = []
     for start in range(0, len(features), block):
         distances = torch.cdist(features[start : start + block], features)
@@ -190,7 +195,7 @@ def precision_recall(
     manifold (are the samples realistic?); recall is the fraction of real points inside the fake
     manifold (is the data's variety covered?). The paper uses k = 3.
     """
-    k = check_count(k, "k")
+    k, block = check_count(k, "k"), check_count(block, "block")
     real, fake = _check_feature_sets(real_features, fake_features, k + 1, ("real_features", "fake_features"))
     real_radii, fake_radii = kth_neighbour_radius(real, k, block), kth_neighbour_radius(fake, k, block)
     precision = (_ball_counts(fake, real, real_radii, block) > 0).double().mean().item()
@@ -208,7 +213,7 @@ def density_coverage(
     dense regions. coverage = 1/N sum_i 1[some Y_j in B(X_i, NND_k(X_i))]: the fraction of real
     balls that hold at least one fake sample. The paper uses k = 5.
     """
-    k = check_count(k, "k")
+    k, block = check_count(k, "k"), check_count(block, "block")
     real, fake = _check_feature_sets(real_features, fake_features, k + 1, ("real_features", "fake_features"))
     radii = kth_neighbour_radius(real, k, block)
     density = _ball_counts(fake, real, radii, block).double().sum().item() / (k * len(fake))
@@ -241,7 +246,7 @@ def kl_to_uniform(histogram: torch.Tensor) -> float:
     Used for the toy modes (chapter 2) and, as `class_kl`, for the digit classes (chapter 5).
     """
     h = torch.as_tensor(histogram, dtype=torch.float64)
-    if h.ndim != 1 or (h < 0).any() or abs(h.sum().item() - 1) > 1e-6:
+    if h.ndim != 1 or not torch.isfinite(h).all() or (h < 0).any() or abs(h.sum().item() - 1) > 1e-6:
         raise ValueError("the KL to uniform needs a 1-D histogram of non-negative fractions that sum to 1.")
     nonzero = h > 0
     return (h[nonzero] * torch.log(h[nonzero] * len(h))).sum().item()
@@ -286,7 +291,7 @@ def nearest_neighbours(
     a training image.
     """
     queries, references = check_digit_images(queries, "queries"), check_digit_images(references, "references")
-    k = check_count(k, "k")
+    k, block = check_count(k, "k"), check_count(block, "block")
     if k > len(references):
         raise ValueError(f"k must be an integer in 1..{len(references)} (the number of references), got {k}.")
     return _nearest(queries, references, k, block)

@@ -49,3 +49,16 @@ def test_bad_samples_give_clear_errors():
         metrics.toy_mode_metrics(torch.zeros(10, 3), data.ring())
     with pytest.raises(ValueError, match="NaN or inf"):
         metrics.toy_mode_metrics(torch.full((4, 2), float("nan")), data.ring())
+
+
+def test_metric_arguments_that_would_fail_inside_python_or_torch_get_one_line_errors():
+    features = torch.randn(20, 4)
+    for call in (lambda: metrics.precision_recall(features, features, block=0),
+                 lambda: metrics.density_coverage(features, features, block=0),
+                 lambda: metrics.kth_neighbour_radius(features, 3, block=0)):  # fmt: skip
+        with pytest.raises(ValueError, match=r"block must be a positive integer \(1, 2, 3, ...\), got 0"):
+            call()
+    with pytest.raises(ValueError, match="non-negative fractions that sum to 1"):
+        metrics.class_kl(torch.full((10,), float("nan")))
+    with pytest.raises(ValueError, match=r"a GaussianMixture2D such as data.ring\(\), got str"):
+        metrics.toy_mode_metrics(torch.zeros(5, 2), "ring")
