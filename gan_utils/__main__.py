@@ -407,8 +407,8 @@ def check_new_run_folder(out: Path) -> None:
         if found:
             listed = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
             raise CommandLineError(
-                f"{out} holds files of another run ({listed}) but no checkpoint to resume; choose another "
-                "--out, or delete those files first."
+                f"{out} holds files of a run ({listed}) but no checkpoint to resume (a run that failed "
+                "before its first checkpoint leaves such files); choose another --out, or delete them first."
             )
 
 

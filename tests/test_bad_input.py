@@ -387,7 +387,7 @@ def test_train_refuses_a_folder_holding_another_runs_files(tmp_path, capsys):
     code, err = run_cli(
         reader_cli, ["train", "--preset", "toy-baseline", "--steps", "2", "--out", str(out)], capsys
     )
-    assert_one_line_refusal(code, err, "holds files of another run (config.json)", "choose another --out")
+    assert_one_line_refusal(code, err, "holds files of a run (config.json) but no checkpoint", "other --out")
     assert snapshot(out) == {"config.json": b'{"mine": true}\n'}
 
 
