@@ -45,8 +45,9 @@ BUDGET_SECONDS = {  # DESIGN.md section 5, full mode; quick mode is 45 s for eve
 }
 
 
-def time_notebook(path: Path, quick: bool) -> tuple[float, str]:
-    """Seconds to run the notebook in a fresh kernel, and "passed" or the failing cell and error."""
+def time_notebook(path: Path, quick: bool, keep: Path | None = None) -> tuple[float, str]:
+    """Seconds to run the notebook in a fresh kernel, and "passed" or the failing cell and error; with
+    ``keep``, the executed notebook is written there (its outputs hold what each check printed)."""
     notebook = nbformat.read(path, as_version=4)
     os.environ["GAN_BOOK_QUICK"] = "1" if quick else "0"
     client = NotebookClient(
@@ -60,7 +61,11 @@ def time_notebook(path: Path, quick: bool) -> tuple[float, str]:
         failed = [cell.get("id") for cell in notebook.cells
                   if any(out.get("output_type") == "error" for out in cell.get("outputs", []))]  # fmt: skip
         result = f"FAILED in cell {failed[0] if failed else '?'}: {error.ename}: {error.evalue}"[:300]
-    return time.perf_counter() - start, result
+    seconds = time.perf_counter() - start
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, keep / f"{path.stem}_{'quick' if quick else 'full'}.ipynb")
+    return seconds, result
 
 
 def main() -> None:
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--seed-offset", type=int, default=0, help="GAN_BOOK_SEED_OFFSET for the chapters")
     parser.add_argument("--cpu-kernels", choices=["native", "avx2"], default="native",
                         help="avx2: the kernels of a CPU without AVX-512")  # fmt: skip
+    parser.add_argument("--keep-executed", type=Path, help="a folder for the executed notebooks")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
     if args.seed_offset < 0:
@@ -84,7 +90,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for path in notebooks:
         for quick in modes:
-            seconds, result = time_notebook(path, quick)
+            seconds, result = time_notebook(path, quick, args.keep_executed)
             budget = 45 if quick else BUDGET_SECONDS.get(path.stem, "n/a")
             mode = "quick" if quick else "full"
             print(f"| {path.stem} | {mode} | {seconds:.1f} | {budget} | {result} |", flush=True)
