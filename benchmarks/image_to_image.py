@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from gan_utils import image_to_image as i2i
-from gan_utils import pretrained, set_seed, training
+from gan_utils import pretrained, runtime, set_seed, training
 from gan_utils.data import PHOTO_TEST_NAMES, BatchIterator, load_photos
 
 RESULTS = Path(__file__).resolve().parent / "results" / "image_to_image.json"
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default: chapter 9's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the models and data order (default 0)")
     args = parser.parse_args(argv)
+    if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
+        parser.error(offset_problem)
     if args.seed < 0:
         parser.error(f"--seed must be 0 or more, got {args.seed}.")
     if args.seed and args.rescore:

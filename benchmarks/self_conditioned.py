@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import classifier, data, metrics, recipes
+from gan_utils import classifier, data, metrics, recipes, runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed; the clusters stay seed 0's")
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/self_conditioned_kK_seedS.json")
     args = parser.parse_args(argv)
+    if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
+        parser.error(offset_problem)
     if args.steps < 1 or args.clusters < 2 or args.seed < 0:
         parser.error(
             "--steps must be 1 or more, --clusters 2 or more and --seed 0 or more; got "

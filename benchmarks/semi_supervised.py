@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import data, pretrained, semi_supervised
+from gan_utils import data, pretrained, runtime, semi_supervised
 from gan_utils.runtime import sample
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(DEFAULT_ROWS))
     parser.add_argument("--out", type=Path, default=RESULTS / "semi_supervised.json")
     args = parser.parse_args()
+    if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
+        parser.error(offset_problem)
     rows = tuple(row for row in ROWS if row in args.rows)
     mnist = data.load_mnist(source="bundled")
     start = time.perf_counter()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import data, metrics, recipes, training
+from gan_utils import data, metrics, recipes, runtime, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("frechet_distance", "precision", "recall", "density", "coverage", "class_kl")
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
     parser.add_argument("--out", type=Path, default=RESULTS / "stabilisers.json")
     args = parser.parse_args()
+    if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
+        parser.error(offset_problem)
     unknown = [r for r in args.rows if r not in ROWS and r != BEST]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {[*ROWS, BEST]}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import data, recipes, toys
+from gan_utils import data, recipes, runtime, toys
 
 RESULTS = Path(__file__).resolve().parent / "results" / "toy_modes.json"
 RECIPES = {
@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"some of {list(RECIPES)}")
     parser.add_argument("--mixtures", nargs="+", default=list(MIXTURES), help=f"some of {list(MIXTURES)}")
     args = parser.parse_args()
+    if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
+        parser.error(offset_problem)
 
     # A partial run replaces only its own rows in an existing results file, and adds itself to "runs",
     # the header of every run whose rows the file holds.

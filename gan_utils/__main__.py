@@ -11,9 +11,9 @@ that names the problem and the fix, and exit code 2 (no traceback). Nothing a us
 overwritten: ``train`` only continues its own run (``--resume``), and ``sample`` replaces an
 existing picture only with ``--force``. Ctrl-C stops training after the current step, saves, and
 exits with code 130; a second Ctrl-C waits for the save. SIGTERM (``kill``, ``timeout``, a job
-scheduler) does the same, also with code 130, the code of a run stopped early that --resume
-continues. ``--stop-after N`` ends the run after step N of its ``--steps`` schedule in the same
-way, but exits with code 0, since that stop was asked for.
+scheduler) does the same and exits with code 143 (128 + SIGTERM). ``--stop-after N`` ends the run
+after step N of its ``--steps`` schedule in the same way, but exits with code 0, since that stop was
+asked for.
 """
 
 from __future__ import annotations
@@ -416,6 +416,14 @@ def train_command(args: argparse.Namespace) -> int:
     """Train a preset into --out; every check runs before the first file is written. Under torchrun
     (``torchrun --nproc_per_node=N -m gan_utils train ...``) each process runs this, and
     `gan_utils.distributed` says how they share the work."""
+    try:
+        offset_problem = runtime.seed_offset_problem(
+            "python -m gan_utils train (--seed goes in its checkpoint)"
+        )
+    except ValueError as error:  # GAN_BOOK_SEED_OFFSET is not a number
+        raise CommandLineError(str(error)) from None
+    if offset_problem:
+        raise CommandLineError(offset_problem)
     device = resolve_device(args.device)
     steps = args.steps or recipes.PRESETS[args.preset].steps
     if args.stop_after and args.stop_after >= steps:
@@ -526,10 +534,13 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
         raise CommandLineError(str(error)) from None
     if main:
         record.start(resumed.step if resumed else 0)
+    exit_code_if_stopped = INTERRUPTED
     try:
         history = training.train(G, D, opt_G, opt_D, batches, recipe.steps, step, callbacks=callbacks,
                                  progress=main and not args.no_progress, data_seed=args.seed,
                                  start=resumed)  # fmt: skip
+    except training.TrainingTerminated as terminated:  # saved like a Ctrl-C, then ends with its own code
+        history, exit_code_if_stopped = terminated.history, terminated.code
     except training.TrainingDivergedError as error:
         # --resume repeats the settings, data order and noise, so it would diverge again: advise a new run
         raise CommandLineError(
@@ -542,11 +553,11 @@ def train_in_context(args: argparse.Namespace, recipe: recipes.Recipe, context: 
         print(f"step {done}/{recipe.steps}: checkpoint {checkpoint_path}, samples {final}")
     if args.stop_after and done == args.stop_after:
         return 0
-    if done < recipe.steps:  # stopped by Ctrl-C; the run resumes with --resume
+    if done < recipe.steps:  # stopped by Ctrl-C or SIGTERM; the run resumes with --resume
         again = args.command_line if args.resume else f"{args.command_line} --resume"
         if main:
             print(f"stopped early; continue with: {again}", file=sys.stderr)
-        return INTERRUPTED
+        return exit_code_if_stopped
     return 0
 
 

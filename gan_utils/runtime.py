@@ -78,6 +78,17 @@ def seed_offset() -> int:
     return int(value)
 
 
+def seed_offset_problem(program: str) -> str | None:
+    """What is wrong with running ``program`` under ``GAN_BOOK_SEED_OFFSET`` (None when it is 0 or
+    unset): ``program`` records the seeds it uses (a checkpoint's config, a manifest, a results file),
+    and a silent offset would make that record wrong. The offset is for rerunning the chapters only."""
+    offset = seed_offset()
+    if not offset:
+        return None
+    return (f"{SEED_OFFSET_ENV_VAR}={offset} is set, but {program} records the seeds it uses; unset it "
+            "(it is for rerunning the chapters) and pass the seed you want instead.")  # fmt: skip
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random number generators with ``seed + seed_offset()``.
 

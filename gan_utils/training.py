@@ -469,6 +469,17 @@ class StopTraining(Exception):  # noqa: N818 (a request, like StopIteration, not
     a `Checkpointer` saves."""
 
 
+class TrainingTerminated(SystemExit):
+    """Raised by `train` after a SIGTERM, once the step finished and every callback closed (a
+    `Checkpointer` saved): SIGTERM asks the process to end, so a script that called `train` ends too
+    instead of going on with a half-trained model. Its exit code is 143 (128 + SIGTERM); ``step`` is
+    the last finished step and ``history`` the history so far."""
+
+    def __init__(self, step: int, history: dict[str, list[float]]) -> None:
+        super().__init__(128 + signal.SIGTERM)
+        self.step, self.history = step, history
+
+
 class StopAfter:
     """Callback: end training after step ``step`` of a longer run (the schedule still spans ``train``'s
     ``steps``), so the result is that run's state at ``step``; ``--stop-after`` on the command line."""
@@ -732,7 +743,7 @@ def _stop_at_step_boundary(announcement: str):
     would lose every step since the last checkpoint (an impatient second press used to do exactly
     that). Outside the main thread signals cannot be caught; then they act immediately, as usual.
     """
-    interrupt: dict = {"stop": False, "queue": []}
+    interrupt: dict = {"stop": False, "signal": None, "queue": []}
     if threading.current_thread() is not threading.main_thread():
         yield interrupt
         return
@@ -746,7 +757,7 @@ def _stop_at_step_boundary(announcement: str):
                 interrupt["queue"],
             )
         else:
-            interrupt["stop"] = True
+            interrupt["stop"], interrupt["signal"] = True, signum
             _say_at_once(f"{name}: {announcement}", interrupt["queue"])
 
     previous = {number: signal.signal(number, handler) for number in _STOP_SIGNALS}
@@ -835,7 +846,7 @@ def train(
 
     Ctrl-C (or SIGTERM, e.g. from `kill`) prints at once that training stops after the current step,
     lets every callback close (a `Checkpointer` saves) while further signals wait, and returns the
-    history so far.
+    history so far; after a SIGTERM it then raises `TrainingTerminated`, which ends the process.
     """
     steps = check_count(steps, "steps")
     if log_every is None:
@@ -922,5 +933,9 @@ def train(
             if requested
             else f"Interrupted after step {state.step}"
         )
-        print(f"{reason}{saved}. The history so far is returned.")
+        terminated = interrupt["signal"] == signal.SIGTERM
+        ending = "The process ends, as SIGTERM asks" if terminated else "The history so far is returned"
+        print(f"{reason}{saved}. {ending}.")
+    if interrupt["signal"] == signal.SIGTERM:
+        raise TrainingTerminated(state.step, history)
     return history

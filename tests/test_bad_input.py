@@ -597,14 +597,14 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_last_finished_step(tmp_path):
     wait_for(lambda: (out / "samples_step000020.png").exists(), run, "first sample grid")
     run.send_signal(signal.SIGTERM)
     stdout, stderr = run.communicate(timeout=300)
-    assert run.returncode == 130, stderr
+    assert run.returncode == 143, stderr  # 128 + SIGTERM
     assert "SIGTERM: stopping after this step, saving" in stderr and "Traceback" not in stderr
     assert "--resume" in stderr  # it says how to continue
     last = int(re.search(r"Interrupted after step (\d+)", stdout).group(1))
     assert last >= 20 and checkpoints.load_checkpoint(out / "checkpoint.pt")["step"] == last
 
 
-def test_a_sigterm_in_training_restores_the_previous_handler():
+def test_a_sigterm_ends_training_with_its_exit_code_and_restores_the_previous_handler():
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
     try:
@@ -614,10 +614,10 @@ def test_a_sigterm_in_training_restores_the_previous_handler():
                 os.kill(os.getpid(), signal.SIGTERM)
 
         G, D, opt_G, opt_D = tiny_toy_gan()
-        history = training.train(
-            G, D, opt_G, opt_D, ring_batches(), 40, progress=False, callbacks=[terminate]
-        )
-        assert history["step"] == [1, 2, 3] and seen == []
+        with pytest.raises(training.TrainingTerminated) as ended:  # a SystemExit: a script ends here
+            training.train(G, D, opt_G, opt_D, ring_batches(), 40, progress=False, callbacks=[terminate])
+        assert ended.value.code == 143 and ended.value.step == 3 and ended.value.history["step"] == [1, 2, 3]
+        assert seen == []
         os.kill(os.getpid(), signal.SIGTERM)  # after training, the caller's own handler is back
         assert seen == [signal.SIGTERM]
     finally:

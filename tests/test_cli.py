@@ -190,3 +190,17 @@ def test_a_checkpoint_that_is_a_folder_is_named_with_or_without_resume(tmp_path,
         code = main([*argv, *extra])
         assert code == 2
         assert "checkpoint.pt is a folder, not a checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("offset", "message"),
+    [
+        ("1", "GAN_BOOK_SEED_OFFSET=1 is set, but python -m gan_utils train"),
+        ("x", "GAN_BOOK_SEED_OFFSET='x' is not a non-negative integer"),
+    ],
+)
+def test_train_refuses_a_seed_offset_it_would_not_record(tmp_path, capsys, monkeypatch, offset, message):
+    monkeypatch.setenv("GAN_BOOK_SEED_OFFSET", offset)
+    assert main(["train", "--preset", "toy-baseline", "--steps", "2", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
