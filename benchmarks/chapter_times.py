@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 REPO = Path(__file__).resolve().parents[1]
 AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -61,6 +62,8 @@ def time_notebook(path: Path, quick: bool, keep: Path | None = None) -> tuple[fl
         failed = [cell.get("id") for cell in notebook.cells
                   if any(out.get("output_type") == "error" for out in cell.get("outputs", []))]  # fmt: skip
         result = f"FAILED in cell {failed[0] if failed else '?'}: {error.ename}: {error.evalue}"[:300]
+    except (CellTimeoutError, DeadKernelError) as error:  # a cell ran past the timeout, or the kernel died
+        result = f"FAILED: {type(error).__name__}: {str(error).splitlines()[0]}"[:300]
     seconds = time.perf_counter() - start
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -88,12 +91,16 @@ def main() -> None:
           f"seed offset {args.seed_offset}, CPU kernels {args.cpu_kernels}")  # fmt: skip
     print("| chapter | mode | seconds | budget | result |")
     print("|---|---|---|---|---|")
+    failures = 0
     for path in notebooks:
         for quick in modes:
             seconds, result = time_notebook(path, quick, args.keep_executed)
+            failures += result != "passed"
             budget = 45 if quick else BUDGET_SECONDS.get(path.stem, "n/a")
             mode = "quick" if quick else "full"
             print(f"| {path.stem} | {mode} | {seconds:.1f} | {budget} | {result} |", flush=True)
+    if failures:
+        sys.exit(f"{failures} chapter run(s) failed")
 
 
 if __name__ == "__main__":
