@@ -34,7 +34,7 @@ from torch import nn
 
 from gan_utils import losses
 from gan_utils.data import Photo, check_image_range, random_patches
-from gan_utils.runtime import check_count
+from gan_utils.runtime import check_count, evaluating
 
 # ----------------------------------------------------------------------------- degradations
 
@@ -613,12 +613,14 @@ def apply(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torc
     """``model(images)`` in eval mode, without gradients and in batches, on the model's device; the result
     on the CPU. The model gets back the mode it had. ``images`` must be a 4-D float tensor in [-1, 1]
     (a bright photo may hold no dark pixel, so unlike training data, all values >= 0 are allowed)."""
-    from gan_utils.runtime import device_of, evaluating
+    from gan_utils.runtime import device_of
 
     batch_size = check_count(batch_size, "batch_size")
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"apply takes images of shape [n, channels, height, width], got {shape}.")
+    if len(images) == 0:
+        raise ValueError("apply got 0 images; pass at least one.")
     if not images.is_floating_point():
         raise ValueError(f"images have dtype {images.dtype}; pass floats in [-1, 1] (uint8: x / 127.5 - 1).")
     if not torch.isfinite(images).all() or images.min() < -1.001 or images.max() > 1.001:
@@ -689,25 +691,24 @@ def cyclegan_scores(
 
 @torch.no_grad()
 def translate_a_to_b(cycle: CycleGAN, images_a: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """G(a) in eval mode; for a `TextureCodeCycleGAN`, with texture codes drawn from ``seed``, so that
-    scores and pictures repeat (the plain ``apply(cycle.a_to_b, images)`` draws them from torch's global
-    generator)."""
+    """G(a) in eval mode (the model gets back its mode afterwards); for a `TextureCodeCycleGAN`, with
+    texture codes drawn from ``seed``, so that scores and pictures repeat (the plain
+    ``apply(cycle.a_to_b, images)`` draws them from torch's global generator)."""
     if not isinstance(cycle, TextureCodeCycleGAN):
         return apply(cycle.a_to_b, images_a)
     generator = torch.Generator().manual_seed(seed)
     codes = cycle.a_to_b.draw_code(len(images_a), tuple(images_a.shape[-2:]), generator=generator)
-    cycle.eval()
     device = next(cycle.parameters()).device
-    return torch.cat([cycle.a_to_b(images_a[i : i + 256].to(device), codes[i : i + 256].to(device)).cpu()
-                      for i in range(0, len(images_a), 256)])  # fmt: skip
+    with evaluating(cycle):
+        return torch.cat([cycle.a_to_b(images_a[i : i + 256].to(device), codes[i : i + 256].to(device)).cpu()
+                          for i in range(0, len(images_a), 256)])  # fmt: skip
 
 
 def _rebuild_b(cycle: CycleGAN, translated: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
     """G(F(b)), or G(F(b), E(b)) for a `TextureCodeCycleGAN`."""
     if not isinstance(cycle, TextureCodeCycleGAN):
         return apply(cycle.a_to_b, translated)
-    cycle.eval()
-    with torch.no_grad():
+    with evaluating(cycle), torch.no_grad():
         return cycle.a_to_b(translated, cycle.encoder(images_b))
 
 

@@ -290,6 +290,7 @@ def test_a_cyclegan_and_a_recipe_refuse_misuse_with_the_fix():
         (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), r"dtype torch.uint8; pass floats in \[-1, 1\]"),
         (torch.zeros(2, 1, 8, 8, dtype=torch.float64), "the model's weights are torch.float32"),
         (torch.zeros(1, 8, 8), r"shape \[n, channels, height, width\], got \(1, 8, 8\)"),
+        (torch.zeros(0, 1, 8, 8), "apply got 0 images"),
     ],
 )
 def test_apply_refuses_images_it_cannot_translate_and_restores_the_mode(images, message):
@@ -298,6 +299,15 @@ def test_apply_refuses_images_it_cannot_translate_and_restores_the_mode(images, 
         i2i.apply(G, images)
     i2i.apply(G, torch.rand(2, 1, 8, 8))  # a bright image (all values >= 0) is allowed
     assert G.training
+
+
+def test_scoring_a_texture_code_cyclegan_gives_it_back_its_training_mode():
+    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4).train()
+    a = torch.rand(12, 1, 28, 28) * 2 - 1
+    b = i2i.translate_a_to_b(cycle, a)
+    assert cycle.training
+    i2i.cyclegan_scores(cycle, i2i.PairedData((a, b), (a, b), torch.arange(12) % 10), classifier=None)
+    assert cycle.training and all(module.training for module in cycle.modules())
 
 
 def test_cyclegan_step_adds_the_identity_term_and_noise_before_translating_back():
@@ -442,7 +452,7 @@ def test_texture_code_b_cycle_leaves_f_untrained():
 
 def test_translations_with_a_texture_code_repeat_for_a_seed_and_plain_ones_need_none():
     torch.manual_seed(0)
-    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4)
+    cycle = i2i.TextureCodeCycleGAN(width=8, code_channels=4).eval()
     a = torch.rand(300, 1, 28, 28) * 2 - 1  # more than one batch of 256
     first, again, other = (i2i.translate_a_to_b(cycle, a, seed=s) for s in (0, 0, 1))
     assert first.shape == (300, 3, 28, 28) and torch.equal(first, again) and not torch.equal(first, other)
