@@ -67,7 +67,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def path_option(text: str) -> Path:
     """A path option; an empty one is refused (``Path("")`` is the current folder, rarely what was meant)."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("empty path; give one, e.g. runs/dcgan")
+        raise argparse.ArgumentTypeError("empty path; give the file or folder it names (see --help)")
     return Path(text)
 
 

@@ -75,10 +75,11 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 def first_mismatch(error: Exception) -> str:
     """The first specific line of torch's `load_state_dict` error ("size mismatch for net.0.weight: ..."),
-    not its generic heading."""
+    not its generic heading, cut to 200 characters (a list of missing keys can run to hundreds)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     specific = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
-    return (specific or lines or [type(error).__name__])[0]
+    first = (specific or lines or [type(error).__name__])[0]
+    return first if len(first) <= 200 else first[:199] + "…"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

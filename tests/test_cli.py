@@ -179,7 +179,7 @@ def test_an_empty_out_is_refused_not_read_as_the_current_folder(tmp_path, capsys
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
-        assert "argument --out: empty path; give one, e.g. runs/dcgan" in capsys.readouterr().err
+        assert "argument --out: empty path; give the file or folder it names" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
 
 

@@ -100,3 +100,14 @@ def test_a_full_mode_run_is_not_cached_for_the_quick_site(pytester, monkeypatch,
     _run_nbval(pytester, {"full": notebook}).assert_outcomes(passed=1)
     with pytest.raises(KeyError):
         cache.match_cache_notebook(notebook)
+
+
+def test_a_run_with_shifted_seeds_is_not_cached_for_the_quick_site(pytester, monkeypatch, tmp_path):
+    cache_path = tmp_path / "cache"
+    monkeypatch.setattr(tests.site, "QUICK_CACHE", cache_path)
+    monkeypatch.setenv("GAN_BOOK_SEED_OFFSET", "1")
+    notebook = _notebook(PRINTS_MODE)
+    cache = get_cache(str(cache_path))
+    _run_nbval(pytester, {"shifted": notebook}).assert_outcomes(passed=1)
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(notebook)
