@@ -17,7 +17,7 @@ from torch import nn
 
 from gan_utils import metrics, recipes, training
 from gan_utils.data import BatchIterator, GaussianMixture2D
-from gan_utils.runtime import sample, set_seed
+from gan_utils.runtime import sample, seed_offset, set_seed
 
 # The toy family's presets live with every other recipe, in recipes.py.
 BASELINE = recipes.PRESETS["toy-baseline"]
@@ -73,7 +73,8 @@ def train_toy_gan(
     seconds = time.perf_counter() - start
     G = ema.generator if ema else G
     result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
-    return ToyRun(recipe, mixture.name, seed, steps, G, D, history, result, seconds)
+    # the seed the run really used: set_seed adds GAN_BOOK_SEED_OFFSET, when a reader sets it
+    return ToyRun(recipe, mixture.name, seed + seed_offset(), steps, G, D, history, result, seconds)
 
 
 def recipe_table(recipe: recipes.Recipe) -> dict:
