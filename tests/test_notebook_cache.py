@@ -91,23 +91,15 @@ def test_a_chapter_that_passes_nbval_is_served_from_the_cache_and_a_failing_one_
         cache.match_cache_notebook(edited)
 
 
-def test_a_full_mode_run_is_not_cached_for_the_quick_site(pytester, monkeypatch, tmp_path):
+@pytest.mark.parametrize(("variable", "value"), [("GAN_BOOK_QUICK", "0"), ("GAN_BOOK_SEED_OFFSET", "1")])
+def test_a_full_mode_or_shifted_seed_run_is_not_cached_for_the_quick_site(
+    pytester, monkeypatch, tmp_path, variable, value
+):
     cache_path = tmp_path / "cache"
     monkeypatch.setattr(tests.site, "QUICK_CACHE", cache_path)
-    monkeypatch.setenv("GAN_BOOK_QUICK", "0")
+    monkeypatch.setenv(variable, value)
     notebook = _notebook(PRINTS_MODE)
     cache = get_cache(str(cache_path))
-    _run_nbval(pytester, {"full": notebook}).assert_outcomes(passed=1)
-    with pytest.raises(KeyError):
-        cache.match_cache_notebook(notebook)
-
-
-def test_a_run_with_shifted_seeds_is_not_cached_for_the_quick_site(pytester, monkeypatch, tmp_path):
-    cache_path = tmp_path / "cache"
-    monkeypatch.setattr(tests.site, "QUICK_CACHE", cache_path)
-    monkeypatch.setenv("GAN_BOOK_SEED_OFFSET", "1")
-    notebook = _notebook(PRINTS_MODE)
-    cache = get_cache(str(cache_path))
-    _run_nbval(pytester, {"shifted": notebook}).assert_outcomes(passed=1)
+    _run_nbval(pytester, {"other": notebook}).assert_outcomes(passed=1)
     with pytest.raises(KeyError):
         cache.match_cache_notebook(notebook)
