@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from gan_utils.runtime import check_count
+from gan_utils.runtime import check_count, check_positive_number
 
 MNIST_SOURCES = ("auto", "torchvision", "bundled")
 DATA_ROOT_ENV_VAR = "GAN_BOOK_DATA"
@@ -81,8 +81,7 @@ def ring(n_modes: int = 8, radius: float = 1.0, sigma: float = 0.01) -> Gaussian
     The angles come from ``arange``, not ``linspace(0, 2*pi, n_modes)``: linspace includes both
     ends, so its first and last angle are the same point and the ring has one mode too few.
     """
-    if n_modes < 1:
-        raise ValueError(f"ring needs n_modes >= 1, got {n_modes}.")
+    n_modes, radius = check_count(n_modes, "ring's n_modes"), check_positive_number(radius, "ring's radius")
     angles = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return GaussianMixture2D(means.float(), sigma, name="ring")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan_utils.models import balanced_labels, is_conditional
-from gan_utils.runtime import device_of, evaluating, sample
+from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 
 def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
@@ -48,8 +48,18 @@ def check_image_generator(G: nn.Module) -> tuple[int, int, int]:
     return tuple(out.shape[1:])
 
 
+def _check_endpoints(z0: torch.Tensor, z1: torch.Tensor, one_code: bool) -> None:
+    """Refuse endpoints that are not tensors of one shape ([latent_dim] each when ``one_code``)."""
+    tensors = isinstance(z0, torch.Tensor) and isinstance(z1, torch.Tensor)
+    if not tensors or z0.shape != z1.shape or (one_code and z0.ndim != 1):
+        shapes = [tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__ for z in (z0, z1)]
+        wanted = "two codes of shape [latent_dim]" if one_code else "two tensors of one shape"
+        raise ValueError(f"interpolation takes {wanted}, got {shapes[0]} and {shapes[1]}.")
+
+
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """Straight-line interpolation (1 - t) z0 + t z1."""
+    _check_endpoints(z0, z1, one_code=False)
     t = torch.as_tensor(t, dtype=z0.dtype).reshape(-1, 1)
     return (1 - t) * z0 + t * z1
 
@@ -61,6 +71,9 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.
     the norm moves smoothly from |z0| to |z1| instead of dipping through the middle as lerp does.
     Falls back to lerp when the two vectors are (anti)parallel and sin(w) vanishes.
     """
+    _check_endpoints(z0, z1, one_code=True)
+    if z0.norm() == 0 or z1.norm() == 0:
+        raise ValueError("slerp needs two non-zero codes (a zero vector has no angle); use lerp.")
     t = torch.as_tensor(t, dtype=z0.dtype).reshape(-1, 1)
     cos_w = (z0 @ z1 / (z0.norm() * z1.norm())).clamp(-1.0, 1.0)
     w = torch.arccos(cos_w)
@@ -71,6 +84,7 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor | float) -> torch.
 
 def expected_norm(latent_dim: int) -> float:
     """E|z| for z ~ N(0, I_d): sqrt(2) Gamma((d + 1) / 2) / Gamma(d / 2), close to sqrt(d - 1/2)."""
+    latent_dim = check_count(latent_dim, "latent_dim")
     return math.sqrt(2) * math.exp(math.lgamma((latent_dim + 1) / 2) - math.lgamma(latent_dim / 2))
 
 

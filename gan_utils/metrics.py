@@ -32,7 +32,7 @@ from torch import nn
 from gan_utils import stabilisers
 from gan_utils.data import GaussianMixture2D, check_digit_images
 from gan_utils.models import balanced_labels, is_conditional
-from gan_utils.runtime import check_count, device_of, sample
+from gan_utils.runtime import check_count, check_positive_number, device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
 IMAGE_EVAL_SAMPLES = 5000  # generated digits per evaluation, as many as the bundled real set
@@ -59,6 +59,7 @@ def toy_mode_metrics(
             f"mixture must be a GaussianMixture2D such as data.ring(), got {type(mixture).__name__}; "
             "the call is toy_mode_metrics(samples, mixture)."
         )
+    n_sigma = check_positive_number(n_sigma, "n_sigma")
     samples = torch.as_tensor(samples).detach().float().cpu()
     if samples.ndim != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
         raise ValueError(f"samples must have shape [n, 2] with n >= 1, got {tuple(samples.shape)}.")
@@ -271,6 +272,11 @@ def recognisable_digits(probabilities: torch.Tensor, confidence: float = 0.9) ->
         )
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    if (probabilities < 0).any() or not torch.allclose(probabilities.sum(dim=1).double(),
+                                                       torch.ones(len(probabilities), dtype=torch.float64),
+                                                       atol=1e-3):  # fmt: skip
+        raise ValueError("recognisable_digits needs probabilities (rows >= 0 that sum to 1); logits "
+                         "become probabilities with logits.softmax(dim=1).")  # fmt: skip
     best, label = probabilities.max(dim=1)
     sure = best >= confidence
     if not sure.any():

@@ -238,6 +238,9 @@ def plot_training_curves(
     ``reference_loss`` a dashed horizontal line on the loss panel (e.g. ``("log 4", math.log(4))``).
     D's outputs are the mean sigmoid of its logits: 1/2 marks a D that cannot tell the two apart.
     """
+    missing = [key for key in ("step", "loss_D", "loss_G", "D(x)", "D(G(z))") if key not in history]
+    if missing:
+        raise ValueError(f"the history lacks {missing}; pass what training.train returns.")
     steps = torch.as_tensor(history["step"], dtype=torch.float64)
     if len(steps) == 0:
         raise ValueError("the history holds no steps yet; train first, then plot.")

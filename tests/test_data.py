@@ -237,3 +237,13 @@ def test_random_shift_moves_each_image_within_the_bound_and_fills_with_backgroun
     rows, cols = (shifted[:, 0] == 1.0).nonzero(as_tuple=True)[1:]
     offsets = {(r - 14, c - 14) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
     assert offsets == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # all 25 shifts, no more
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"n_modes": 2.5}, "ring's n_modes must be a positive integer"), ({"n_modes": "8"}, "ring's n_modes"),
+     ({"radius": float("nan")}, "ring's radius must be a positive finite number")],
+)  # fmt: skip
+def test_ring_refuses_settings_that_would_draw_another_mixture(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.ring(**kwargs)

@@ -95,3 +95,16 @@ def test_a_generator_of_points_is_not_an_image_generator():
     toy = models.MLPGenerator(2, (2,), hidden=(8,))
     with pytest.raises(ValueError, match=r"returns \(1, 2\) for one z, not an image"):
         latent.check_image_generator(toy)
+
+
+def test_interpolation_endpoints_that_cannot_work_get_one_line_errors():
+    z = torch.randn(8)
+    with pytest.raises(ValueError, match=r"two tensors of one shape, got \(8,\) and \(9,\)"):
+        latent.lerp(z, torch.randn(9), 0.5)
+    with pytest.raises(ValueError, match=r"two codes of shape \[latent_dim\], got \(2, 8\) and \(2, 8\)"):
+        latent.slerp(torch.randn(2, 8), torch.randn(2, 8), 0.5)
+    with pytest.raises(ValueError, match="slerp needs two non-zero codes"):
+        latent.slerp(torch.zeros(8), z, 0.5)
+    with pytest.raises(ValueError, match="latent_dim must be a positive integer"):
+        latent.expected_norm(0)
+    assert latent.lerp(torch.zeros(3, 8), torch.ones(3, 8), 0.5).shape == (3, 8)  # a batch of pairs is fine

@@ -62,3 +62,12 @@ def test_metric_arguments_that_would_fail_inside_python_or_torch_get_one_line_er
         metrics.class_kl(torch.full((10,), float("nan")))
     with pytest.raises(ValueError, match=r"a GaussianMixture2D such as data.ring\(\), got str"):
         metrics.toy_mode_metrics(torch.zeros(5, 2), "ring")
+
+
+def test_recognisable_digits_and_toy_metrics_refuse_what_they_would_score_wrongly():
+    logits = torch.randn(20, 10) * 5
+    with pytest.raises(ValueError, match=r"logits become probabilities with logits.softmax\(dim=1\)"):
+        metrics.recognisable_digits(logits)
+    assert 0 <= metrics.recognisable_digits(logits.softmax(dim=1))["recognisable"] <= 1
+    with pytest.raises(ValueError, match="n_sigma must be a positive"):
+        metrics.toy_mode_metrics(torch.zeros(5, 2), data.ring(), n_sigma=-1)

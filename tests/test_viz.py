@@ -151,3 +151,8 @@ def test_snapshot_animation_has_one_frame_per_grid_and_loads_nothing_from_outsid
 def test_show_image_grid_refuses_what_it_would_draw_wrongly(images, nrow, message):
     with pytest.raises(ValueError, match=message):
         viz.show_image_grid(images, nrow=nrow)
+
+
+def test_plot_training_curves_names_what_the_history_lacks():
+    with pytest.raises(ValueError, match=r"history lacks \['step', 'loss_D'.*what training.train returns"):
+        viz.plot_training_curves({})
