@@ -364,8 +364,11 @@ def test_conditional_metrics_score_a_generator_that_draws_the_wrong_class(bundle
 
 
 def test_recognisable_digits_counts_confident_samples_and_the_rarest_class():
-    probabilities = torch.full((6, 10), 0.01)
-    probabilities[0, 1] = probabilities[1, 1] = probabilities[2, 2] = 0.91  # confident: 1, 1, 2
+    probabilities = torch.full((6, 10), 0.1)  # rows 4 and 5: unsure, uniform
+    for row, digit in ((0, 1), (1, 1), (2, 2)):  # confident: 1, 1, 2
+        probabilities[row] = 0.01
+        probabilities[row, digit] = 0.91
+    probabilities[3] = 0.5 / 9
     probabilities[3, 3] = 0.5  # unsure
     result = metrics.recognisable_digits(probabilities, confidence=0.9)
     assert result["recognisable"] == pytest.approx(3 / 6)
