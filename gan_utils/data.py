@@ -95,6 +95,16 @@ def grid(values: tuple[float, ...] = (-4, -2, 0, 2, 4), sigma: float = 0.05) -> 
     return GaussianMixture2D(means, sigma, name="grid")
 
 
+def check_mixture(mixture: object, call: str) -> GaussianMixture2D:
+    """Return ``mixture`` if it is a `GaussianMixture2D`, else raise a TypeError naming ``call``."""
+    if not isinstance(mixture, GaussianMixture2D):
+        raise TypeError(
+            f"mixture must be a GaussianMixture2D such as gan_utils.data.ring() or grid(), got "
+            f"{type(mixture).__name__}; the call is {call}."
+        )
+    return mixture
+
+
 # ----------------------------------------------------------------------------- MNIST
 
 

@@ -132,13 +132,26 @@ def class_means(
     of NaN and a count of 0.
     """
     check_image_generator(G)
+    n, seed = check_count(n, "n"), check_count(seed, "seed", minimum=0)
+    if not (isinstance(confidence, int | float) and 0 < confidence <= 1):
+        raise ValueError(f"confidence must be a probability in (0, 1], got {confidence!r}.")
+    if not isinstance(classifier, nn.Module):
+        raise TypeError(
+            f"classifier must be a digit classifier module (gan_utils.metrics.load_classifier()), got "
+            f"{type(classifier).__name__}."
+        )
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     images = sample(G, z)
     device = device_of(classifier)
     with evaluating(classifier):
-        probabilities = torch.cat(
-            [torch.softmax(classifier(images[s : s + 500].to(device)), 1).cpu() for s in range(0, n, 500)]
+        logits = [classifier(images[s : s + 500].to(device)) for s in range(0, n, 500)]
+    if logits[0].ndim != 2 or logits[0].shape[1] < 2:
+        raise TypeError(
+            f"classifier must return class logits of shape [n, classes], but {type(classifier).__name__} "
+            f"returned {tuple(logits[0].shape)}; pass gan_utils.metrics.load_classifier(), not a "
+            "discriminator."
         )
+    probabilities = torch.softmax(torch.cat(logits).cpu(), 1)
     best, label = probabilities.max(1)
     means = torch.full((probabilities.shape[1], G.latent_dim), float("nan"))
     counts = torch.zeros(probabilities.shape[1], dtype=torch.long)

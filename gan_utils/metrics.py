@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from gan_utils import stabilisers
-from gan_utils.data import GaussianMixture2D, check_digit_images
-from gan_utils.models import balanced_labels, is_conditional
+from gan_utils.data import GaussianMixture2D, check_digit_images, check_mixture
+from gan_utils.models import balanced_labels, check_labels, is_conditional
 from gan_utils.runtime import check_count, check_positive_number, device_of, sample
 
 TOY_EVAL_SAMPLES = 2500
@@ -54,11 +54,7 @@ def toy_mode_metrics(
         ``modes`` (0..K), ``high_quality`` (percent, 0..100) and ``kl`` (nats; 0 is perfectly
         balanced, log K is everything in one mode, inf when no sample is high quality).
     """
-    if not isinstance(mixture, GaussianMixture2D):
-        raise ValueError(
-            f"mixture must be a GaussianMixture2D such as data.ring(), got {type(mixture).__name__}; "
-            "the call is toy_mode_metrics(samples, mixture)."
-        )
+    mixture = check_mixture(mixture, "toy_mode_metrics(samples, mixture)")
     n_sigma = check_positive_number(n_sigma, "n_sigma")
     samples = torch.as_tensor(samples).detach().float().cpu()
     if samples.ndim != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
@@ -95,6 +91,18 @@ def load_classifier() -> nn.Module:
     return load_shipped_classifier()
 
 
+def check_digit_classifier(classifier: object) -> nn.Module:
+    """Return ``classifier`` if it has the digit classifier's ``features`` and ``head``, else a TypeError."""
+    if not (isinstance(classifier, nn.Module) and callable(getattr(classifier, "features", None))
+            and callable(getattr(classifier, "head", None))):  # fmt: skip
+        raise TypeError(
+            f"classifier must be a digit classifier with features() and head, such as "
+            f"gan_utils.metrics.load_classifier(), got {type(classifier).__name__}; leave it out to use "
+            "the shipped one."
+        )
+    return classifier
+
+
 @torch.no_grad()
 def digit_features(
     images: torch.Tensor, classifier: nn.Module | None = None, batch_size: int = 500
@@ -106,7 +114,7 @@ def digit_features(
     """
     images = check_digit_images(images)
     batch_size = check_count(batch_size, "batch_size")
-    classifier = classifier if classifier is not None else load_classifier()
+    classifier = check_digit_classifier(classifier) if classifier is not None else load_classifier()
     device = device_of(classifier)
     features, probabilities = [], []
     for start in range(0, len(images), batch_size):
@@ -530,6 +538,16 @@ def conditional_metrics(
     if not isinstance(real_labels, torch.Tensor) or real_labels.shape != (len(real_images),):
         raise ValueError(
             f"real_labels must be a tensor of {len(real_images)} class indices, one per real image."
+        )
+    try:
+        check_labels(real_labels, len(real_images), G.n_classes)
+    except ValueError as error:
+        raise ValueError(f"real_labels: {error}") from None
+    counts = torch.bincount(real_labels.cpu().long(), minlength=G.n_classes)
+    if counts.min() < 4:  # per-class precision and recall compare each point with its 3rd neighbour
+        raise ValueError(
+            f"real_labels has {int(counts.min())} image(s) of class {int(counts.argmin())}; per-class "
+            "recall needs at least 4 real digits of every class."
         )
     classifier = classifier if classifier is not None else load_classifier()
     labels = balanced_labels(G.n_classes * n_per_class, G.n_classes)  # as `sample`: the same samples as

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gan_utils import metrics, recipes, training
-from gan_utils.data import BatchIterator, GaussianMixture2D
+from gan_utils.data import BatchIterator, GaussianMixture2D, check_mixture
 from gan_utils.runtime import sample, seed_offset, set_seed
 
 # The toy family's presets live with every other recipe, in recipes.py.
@@ -58,6 +58,7 @@ def train_toy_gan(
     progress: bool = False,
 ) -> ToyRun:
     """Train one MLP GAN on ``mixture`` with ``recipe`` and evaluate it with the VEEGAN/PacGAN metrics."""
+    mixture = check_mixture(mixture, "train_toy_gan(recipe, mixture, seed)")
     steps = recipe.steps if steps is None else steps
     set_seed(seed)
     data = BatchIterator(mixture.sample(50_000), batch_size=recipe.batch_size)

@@ -656,6 +656,24 @@ def resume(
     )
 
 
+def _check_optimisers(
+    G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer
+) -> None:
+    """Refuse optimisers that would update the other player's weights (e.g. opt_G and opt_D swapped)."""
+    for name, optimiser in (("opt_G", opt_G), ("opt_D", opt_D)):
+        if not isinstance(optimiser, torch.optim.Optimizer):
+            raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(optimiser).__name__}.")
+    G_ids, D_ids = {id(p) for p in G.parameters()}, {id(p) for p in D.parameters()}
+    for name, optimiser, own, other, other_name in (("opt_G", opt_G, G_ids, D_ids, "D"),
+                                                    ("opt_D", opt_D, D_ids, G_ids, "G")):  # fmt: skip
+        held = {id(p) for group in optimiser.param_groups for p in group["params"]}
+        if held & (other - own):
+            raise ValueError(
+                f"{name} updates {other_name}'s parameters: the call is train(G, D, opt_G, opt_D, ...), "
+                f"with opt_G built on G.parameters() and opt_D on D.parameters()."
+            )
+
+
 def _check_first_batch(batch: torch.Tensor) -> None:
     """Refuse training data that would train silently on the wrong scale; run once, on the first batch.
 
@@ -839,7 +857,8 @@ def train(
             `gan_utils.set_seed` fixes it too.
         start: from `resume`, to continue a checkpointed run up to ``steps``.
 
-    Checks: the first real batch, once (`_check_first_batch`: image batches must be floats in [-1, 1]).
+    Checks: opt_G and opt_D update only their own player (not swapped); the first real batch, once
+    (`_check_first_batch`: image batches must be floats in [-1, 1]).
     A NaN or infinite metric, or a loss beyond `DIVERGENCE_BOUND`, raises `TrainingDivergedError`
     naming the step (`_Recorder.flush`). A step that fails because G cannot take z of its own
     ``latent_dim`` says so. ``steps`` below the step ``start`` reached is refused.
@@ -849,6 +868,7 @@ def train(
     history so far; after a SIGTERM it then raises `TrainingTerminated`, which ends the process.
     """
     steps = check_count(steps, "steps")
+    _check_optimisers(G, D, opt_G, opt_D)
     if log_every is None:
         log_every = 1 if device_of(G).type == "cpu" else GPU_LOG_EVERY
     log_every = check_count(log_every, "log_every")

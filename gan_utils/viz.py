@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from gan_utils import metrics
-from gan_utils.data import GaussianMixture2D
+from gan_utils.data import GaussianMixture2D, check_mixture
 from gan_utils.runtime import check_count, device_of, evaluating, sample
 
 
@@ -73,6 +73,7 @@ def plot_mixture_samples(
 
     Introduced in chapter 0.
     """
+    mixture = check_mixture(mixture, "plot_mixture_samples(mixture, samples)")
     samples = torch.as_tensor(samples).detach().cpu()
     if samples.ndim != 2 or samples.shape[1] != 2:
         raise ValueError(f"expected 2D points of shape [n, 2], got {tuple(samples.shape)}.")
@@ -88,6 +89,7 @@ def plot_mixture_samples(
 
 def default_extent(mixture: GaussianMixture2D, margin: float = 0.5) -> tuple[float, float, float, float]:
     """A square (x0, x1, y0, y1) around the mixture's means with ``margin`` on each side."""
+    mixture = check_mixture(mixture, "default_extent(mixture)")
     low = mixture.means.min().item() - margin
     high = mixture.means.max().item() + margin
     return (low, high, low, high)
@@ -121,6 +123,7 @@ def plot_decision_surface(
 
     Introduced in chapter 2.
     """
+    mixture = check_mixture(mixture, "plot_decision_surface(D, mixture, fake)")
     extent = extent or default_extent(mixture)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 4.2))
@@ -219,9 +222,17 @@ def offline_jshtml(movie: animation.Animation) -> str:
 
 
 def moving_average(values: list[float] | torch.Tensor, width: int) -> torch.Tensor:
-    """Mean over each window of ``width`` consecutive values (all of them when there are fewer)."""
+    """Mean over each window of ``width`` consecutive values (all of them when there are fewer).
+
+    No values give no means: an empty tensor.
+    """
     values = torch.as_tensor(values, dtype=torch.float64)
-    width = max(1, min(int(width), len(values)))
+    if values.ndim != 1:
+        raise ValueError(f"values must be a flat list of numbers, got shape {tuple(values.shape)}.")
+    width = check_count(width, "moving_average's width")
+    if len(values) == 0:
+        return values
+    width = min(width, len(values))
     return torch.nn.functional.avg_pool1d(values.view(1, 1, -1), width, stride=1).view(-1)
 
 
@@ -244,7 +255,7 @@ def plot_training_curves(
     steps = torch.as_tensor(history["step"], dtype=torch.float64)
     if len(steps) == 0:
         raise ValueError("the history holds no steps yet; train first, then plot.")
-    width = max(1, min(smooth, len(steps)))
+    width = min(check_count(smooth, "smooth"), len(steps))
     fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 3.4))
     for ax, names in ((ax_loss, ("loss_D", "loss_G")), (ax_d, ("D(x)", "D(G(z))"))):
         for name in names:

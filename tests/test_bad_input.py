@@ -884,3 +884,107 @@ def test_recipes_refuse_impossible_settings():
     ]:
         with pytest.raises(ValueError, match=message):
             recipes.preset("toy-baseline", **overrides)
+
+
+# --------------------------------------------------------------- arguments that ended in Python or torch
+
+
+def test_swapped_optimisers_are_refused_before_any_step():
+    G, D, opt_G, opt_D = tiny_toy_gan()
+    before = [p.clone() for p in (*G.parameters(), *D.parameters())]
+    for swapped in ((opt_D, opt_G), (opt_G, opt_G), (opt_D, opt_D)):
+        with pytest.raises(
+            ValueError, match=r"updates (D|G)'s parameters: the call is train\(G, D, opt_G, opt_D"
+        ):
+            training.train(G, D, *swapped, ring_batches(), 3, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, (*G.parameters(), *D.parameters()), strict=True))
+    with pytest.raises(TypeError, match="opt_D must be a torch.optim.Optimizer, got NoneType"):
+        training.train(G, D, opt_G, None, ring_batches(), 3, progress=False)
+
+
+def test_an_optimiser_of_shared_or_extra_parameters_still_trains():
+    G, D, _, opt_D = tiny_toy_gan()
+    extra = torch.nn.Parameter(torch.zeros(1))  # e.g. a learned prior trained with G
+    opt_G = torch.optim.SGD([*G.parameters(), extra], lr=0.05)
+    history = training.train(G, D, opt_G, opt_D, ring_batches(), 2, progress=False)
+    assert history["step"] == [1, 2]
+
+
+def conditional_generator_and_digits(labels: torch.Tensor):
+    G = models.ConditionalDCGANGenerator()
+    images = torch.rand(len(labels), 1, 28, 28) * 2 - 1
+    return G, images
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (torch.arange(1, 11).repeat(5), r"real_labels: class labels must lie in 0\.\.9, got values from 1"),
+        (torch.arange(10).repeat(5).float(), r"real_labels: class labels must be an integer tensor"),
+        (torch.cat([torch.arange(9).repeat(5), torch.full((5,), 0)]),
+         r"real_labels has 0 image\(s\) of class 9; per-class recall needs at least 4"),
+    ],
+)  # fmt: skip
+def test_conditional_metrics_name_the_fault_in_the_real_labels(labels, message):
+    G, images = conditional_generator_and_digits(labels)
+    classifier = metrics.load_classifier()
+    with pytest.raises(ValueError, match=message):
+        metrics.conditional_metrics(G, images, labels, n_per_class=4, classifier=classifier)
+
+
+def test_a_generator_or_discriminator_passed_as_the_classifier_is_named():
+    from gan_utils import latent
+
+    images = torch.rand(8, 1, 28, 28) * 2 - 1
+    G, D = models.DCGANGenerator(), models.DCGANDiscriminator()
+    with pytest.raises(TypeError, match="classifier must be a digit classifier .* got DCGANGenerator"):
+        metrics.digit_features(images, classifier=G)
+    with pytest.raises(TypeError, match=r"returned \(10,\); pass gan_utils.metrics.load_classifier\(\)"):
+        latent.class_means(G, D, n=10)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"n": 0}, r"n must be a positive integer \(1, 2, 3, ...\), got 0"),
+        ({"n": 10, "seed": -1}, "seed must be"),
+        ({"n": 10, "confidence": 1.5}, r"confidence must be a probability in \(0, 1\], got 1.5"),
+        ({"n": 10, "confidence": 0}, r"confidence must be a probability in \(0, 1\], got 0"),
+    ],
+)
+def test_class_means_refuses_impossible_counts_and_confidences(arguments, message):
+    from gan_utils import latent
+
+    with pytest.raises(ValueError, match=message):
+        latent.class_means(models.DCGANGenerator(), metrics.load_classifier(), **arguments)
+
+
+def test_moving_average_of_nothing_is_nothing_and_a_zero_width_is_refused():
+    from gan_utils import viz
+
+    assert viz.moving_average([], 5).numel() == 0
+    assert viz.moving_average([1.0, 2.0, 3.0], 2).tolist() == [1.5, 2.5]
+    with pytest.raises(ValueError, match="moving_average's width must be a positive integer"):
+        viz.moving_average([1.0, 2.0, 3.0], 0)
+    with pytest.raises(ValueError, match=r"smooth must be a positive integer \(1, 2, 3, ...\), got 0"):
+        history = {"step": [1], "loss_D": [1.0], "loss_G": [1.0], "D(x)": [0.5], "D(G(z))": [0.5]}
+        viz.plot_training_curves(history, smooth=0)
+
+
+def test_a_mixture_name_instead_of_a_mixture_is_refused_everywhere():
+    from gan_utils import toys, viz
+
+    G, D, _, _ = tiny_toy_gan()
+    calls = {
+        "plot_mixture_samples(mixture, samples)": lambda: viz.plot_mixture_samples("ring", torch.zeros(4, 2)),
+        "default_extent(mixture)": lambda: viz.default_extent("grid"),
+        "plot_decision_surface(D, mixture, fake)": lambda: viz.plot_decision_surface(
+            D, "ring", torch.zeros(4, 2)
+        ),
+        "train_toy_gan(recipe, mixture, seed)": lambda: toys.train_toy_gan(
+            recipes.preset("toy-baseline"), "ring", 0
+        ),
+    }
+    for call, function in calls.items():
+        with pytest.raises(TypeError, match=re.escape(f"got str; the call is {call}.")):
+            function()

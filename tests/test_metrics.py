@@ -60,7 +60,8 @@ def test_metric_arguments_that_would_fail_inside_python_or_torch_get_one_line_er
             call()
     with pytest.raises(ValueError, match="non-negative fractions that sum to 1"):
         metrics.class_kl(torch.full((10,), float("nan")))
-    with pytest.raises(ValueError, match=r"a GaussianMixture2D such as data.ring\(\), got str"):
+    expected = r"a GaussianMixture2D such as gan_utils.data.ring\(\) or grid\(\), got str"
+    with pytest.raises(TypeError, match=expected):
         metrics.toy_mode_metrics(torch.zeros(5, 2), "ring")
 
 
