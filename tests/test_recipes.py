@@ -100,3 +100,10 @@ def test_train_recipe_builds_capturable_fused_optimisers_for_a_recorded_step(mon
         recipes.train_recipe(recipe, data.ring().sample(256), seed=0, cuda_graph=True)
     recipes.train_recipe(recipe, data.ring().sample(256), seed=0)
     assert built_with == [{"capturable": True, "fused": True}, {"capturable": False, "fused": False}]
+
+
+def test_the_readme_names_every_preset():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [name for name in recipes.PRESETS if f"`{name}`" not in readme] == []
