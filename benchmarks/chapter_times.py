@@ -3,9 +3,12 @@ that its checks hold with other seeds and other CPU kernels.
 
 Usage (from the repository root, after `make venv`):
     .venv/bin/python benchmarks/chapter_times.py [--mode quick|full|both] [--seed-offset K]
-        [--cpu-kernels native|avx2] [chapters/01_objective.ipynb ...]
+        [--cpu-kernels native|avx2] [--json benchmarks/results/chapter_times_DATE.json]
+        [chapters/01_objective.ipynb ...]
 
-Prints one Markdown table row per chapter and mode, for the performance appendix. Each run starts a
+Prints one Markdown table row per chapter and mode, for the performance appendix; ``--json`` also
+writes the rows, the command, the date and the machine to a results file, rewritten after every
+chapter, so that a run stopped halfway keeps what it measured. Each run starts a
 fresh kernel, so the time includes kernel start-up and imports, as in `make book` and nbval. A
 chapter that fails is reported (the cell and the error) and the next one runs.
 
@@ -19,8 +22,11 @@ round differently, so each training run follows another trajectory, as on anothe
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -78,6 +84,7 @@ def main() -> None:
     parser.add_argument("--cpu-kernels", choices=["native", "avx2"], default="native",
                         help="avx2: the kernels of a CPU without AVX-512")  # fmt: skip
     parser.add_argument("--keep-executed", type=Path, help="a folder for the executed notebooks")
+    parser.add_argument("--json", type=Path, help="also write the rows to this results file")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
     if args.seed_offset < 0:
@@ -87,10 +94,14 @@ def main() -> None:
         os.environ.update(AVX2_KERNELS)
     notebooks = args.notebooks or sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
     modes = {"quick": [True], "full": [False], "both": [True, False]}[args.mode]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.python_version()}; "
-          f"seed offset {args.seed_offset}, CPU kernels {args.cpu_kernels}")  # fmt: skip
+    machine = f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+    print(f"machine: {machine}; seed offset {args.seed_offset}, CPU kernels {args.cpu_kernels}")
     print("| chapter | mode | seconds | budget | result |")
     print("|---|---|---|---|---|")
+    record = {"date": datetime.date.today().isoformat(),
+              "command": shlex.join(["python", "benchmarks/chapter_times.py", *sys.argv[1:]]),
+              "machine": machine,
+              "seed_offset": args.seed_offset, "cpu_kernels": args.cpu_kernels, "rows": []}  # fmt: skip
     failures = 0
     for path in notebooks:
         for quick in modes:
@@ -99,6 +110,10 @@ def main() -> None:
             budget = 45 if quick else BUDGET_SECONDS.get(path.stem, "n/a")
             mode = "quick" if quick else "full"
             print(f"| {path.stem} | {mode} | {seconds:.1f} | {budget} | {result} |", flush=True)
+            if args.json:
+                record["rows"].append({"chapter": path.stem, "mode": mode, "seconds": round(seconds, 1),
+                                       "budget_seconds": budget, "result": result})  # fmt: skip
+                args.json.write_text(json.dumps(record, indent=1) + "\n")
     if failures:
         sys.exit(f"{failures} chapter run(s) failed")
 

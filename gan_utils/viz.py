@@ -160,7 +160,7 @@ class ToyTrainingMovie:
     def __init__(self, mixture: GaussianMixture2D, fixed_z: torch.Tensor, every: int, resolution: int = 60):
         if every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}.")
-        self.mixture = mixture
+        self.mixture = check_mixture(mixture, "ToyTrainingMovie(mixture, fixed_z, every)")
         self.fixed_z = fixed_z
         self.every = every
         self.resolution = resolution

@@ -984,6 +984,9 @@ def test_a_mixture_name_instead_of_a_mixture_is_refused_everywhere():
         "train_toy_gan(recipe, mixture, seed)": lambda: toys.train_toy_gan(
             recipes.preset("toy-baseline"), "ring", 0
         ),
+        "ToyTrainingMovie(mixture, fixed_z, every)": lambda: viz.ToyTrainingMovie(
+            "ring", torch.zeros(4, 2), 9
+        ),
     }
     for call, function in calls.items():
         with pytest.raises(TypeError, match=re.escape(f"got str; the call is {call}.")):
