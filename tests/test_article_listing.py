@@ -28,7 +28,7 @@ def listing_code() -> types.CodeType:
     lines = []
     for cell in tagged:
         source = "".join(cell["source"]).splitlines()
-        while source and source[0].startswith("%%"):  # e.g. %%keep_as, which only stores the text
+        while source and source[0].startswith("%%"):  # e.g. %%keep_as, which only stores and runs the listing
             source = source[1:]
         lines += source
     return compile("\n".join(lines) + "\n", f"<{LISTING_TAG} of {CHAPTER.name}>", "exec")
