@@ -199,7 +199,7 @@ def _shown_path(path: Path) -> str:
     """``path`` with the home folder written as ~, so that printed output does not show whose it is."""
     try:
         return "~/" + path.resolve().relative_to(Path.home().resolve()).as_posix()
-    except ValueError:
+    except (ValueError, RuntimeError):  # not under home, or no home folder at all
         return str(path)
 
 

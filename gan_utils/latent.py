@@ -133,12 +133,22 @@ def class_means(
     """
     check_image_generator(G)
     n, seed = check_count(n, "n"), check_count(seed, "seed", minimum=0)
-    if not (isinstance(confidence, int | float) and 0 < confidence <= 1):
-        raise ValueError(f"confidence must be a probability in (0, 1], got {confidence!r}.")
+    given = confidence
+    try:
+        confidence = float(confidence)  # numpy and 0-d torch numbers too
+    except (TypeError, ValueError):
+        confidence = math.nan
+    if not 0 < confidence <= 1:
+        raise ValueError(f"confidence must be a probability in (0, 1], got {given!r}.")
     if not isinstance(classifier, nn.Module):
         raise TypeError(
             f"classifier must be a digit classifier module (gan_utils.metrics.load_classifier()), got "
             f"{type(classifier).__name__}."
+        )
+    if hasattr(classifier, "latent_dim"):
+        raise TypeError(
+            f"classifier is a generator ({type(classifier).__name__} has a latent_dim); pass a digit "
+            "classifier such as gan_utils.metrics.load_classifier() as the second argument."
         )
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     images = sample(G, z)

@@ -539,6 +539,7 @@ def conditional_metrics(
         raise ValueError(
             f"real_labels must be a tensor of {len(real_images)} class indices, one per real image."
         )
+    real_labels = real_labels.cpu()  # the features are on the CPU; the range check runs there
     try:
         check_labels(real_labels, len(real_images), G.n_classes)
     except ValueError as error:

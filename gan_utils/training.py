@@ -659,18 +659,26 @@ def resume(
 def _check_optimisers(
     G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer
 ) -> None:
-    """Refuse optimisers that would update the other player's weights (e.g. opt_G and opt_D swapped)."""
+    """Refuse optimisers that would update the other player's weights (e.g. opt_G and opt_D swapped)
+    or none of their own (an optimiser of a copy)."""
     for name, optimiser in (("opt_G", opt_G), ("opt_D", opt_D)):
         if not isinstance(optimiser, torch.optim.Optimizer):
             raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(optimiser).__name__}.")
-    G_ids, D_ids = {id(p) for p in G.parameters()}, {id(p) for p in D.parameters()}
-    for name, optimiser, own, other, other_name in (("opt_G", opt_G, G_ids, D_ids, "D"),
-                                                    ("opt_D", opt_D, D_ids, G_ids, "G")):  # fmt: skip
+    for player, other_player, model, other_model in (("G", "D", G, D), ("D", "G", D, G)):
+        name, optimiser = f"opt_{player}", opt_G if player == "G" else opt_D
+        own, other = {id(p) for p in model.parameters()}, {id(p) for p in other_model.parameters()}
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
         held = {id(p) for group in optimiser.param_groups for p in group["params"]}
         if held & (other - own):
             raise ValueError(
-                f"{name} updates {other_name}'s parameters: the call is train(G, D, opt_G, opt_D, ...), "
-                f"with opt_G built on G.parameters() and opt_D on D.parameters()."
+                f"{name} updates {other_player}'s parameters: the call is train(G, D, opt_G, opt_D, ...), "
+                "with opt_G built on G.parameters() and opt_D on D.parameters()."
+            )
+        if trainable and not held & trainable:
+            raise ValueError(
+                f"{name} holds none of the parameters of the {player} being trained, so {player} would never "
+                f"change; build it on {player}.parameters() of this {player} (not of a copy, and not before "
+                "replacing the model)."
             )
 
 

@@ -902,10 +902,22 @@ def test_swapped_optimisers_are_refused_before_any_step():
         training.train(G, D, opt_G, None, ring_batches(), 3, progress=False)
 
 
-def test_an_optimiser_of_shared_or_extra_parameters_still_trains():
-    G, D, _, opt_D = tiny_toy_gan()
+def test_an_optimiser_of_a_copy_of_the_model_is_refused():
+    import copy
+
+    G, D, opt_G, opt_D = tiny_toy_gan()
+    with pytest.raises(ValueError, match="opt_G holds none of the parameters of the G being trained"):
+        training.train(copy.deepcopy(G), D, opt_G, opt_D, ring_batches(), 3, progress=False)
+
+
+def test_optimisers_with_shared_or_extra_parameters_still_train():
+    G, D, _, _ = tiny_toy_gan()
+    shared = torch.nn.Linear(2, 2)  # e.g. a feature layer both players use
+    G.shared, D.shared = shared, shared
     extra = torch.nn.Parameter(torch.zeros(1))  # e.g. a learned prior trained with G
     opt_G = torch.optim.SGD([*G.parameters(), extra], lr=0.05)
+    opt_D = torch.optim.SGD(D.parameters(), lr=0.05)
+    assert {id(p) for p in shared.parameters()} <= {id(p) for g in opt_D.param_groups for p in g["params"]}
     history = training.train(G, D, opt_G, opt_D, ring_batches(), 2, progress=False)
     assert history["step"] == [1, 2]
 
@@ -941,6 +953,8 @@ def test_a_generator_or_discriminator_passed_as_the_classifier_is_named():
         metrics.digit_features(images, classifier=G)
     with pytest.raises(TypeError, match=r"returned \(10,\); pass gan_utils.metrics.load_classifier\(\)"):
         latent.class_means(G, D, n=10)
+    with pytest.raises(TypeError, match="classifier is a generator .*DCGANGenerator"):
+        latent.class_means(G, G, n=10)
 
 
 @pytest.mark.parametrize(
@@ -957,6 +971,15 @@ def test_class_means_refuses_impossible_counts_and_confidences(arguments, messag
 
     with pytest.raises(ValueError, match=message):
         latent.class_means(models.DCGANGenerator(), metrics.load_classifier(), **arguments)
+
+
+def test_class_means_takes_a_numpy_or_torch_confidence():
+    from gan_utils import latent
+
+    G, classifier = models.DCGANGenerator(), metrics.load_classifier()
+    for confidence in (np.float32(0.5), torch.tensor(0.5)):
+        _, counts = latent.class_means(G, classifier, n=20, confidence=confidence)
+        assert counts.sum() <= 20
 
 
 def test_moving_average_of_nothing_is_nothing_and_a_zero_width_is_refused():
