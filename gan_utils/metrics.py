@@ -544,7 +544,7 @@ def conditional_metrics(
         check_labels(real_labels, len(real_images), G.n_classes)
     except ValueError as error:
         raise ValueError(f"real_labels: {error}") from None
-    counts = torch.bincount(real_labels.cpu().long(), minlength=G.n_classes)
+    counts = torch.bincount(real_labels.long(), minlength=G.n_classes)
     if counts.min() < 4:  # per-class precision and recall compare each point with its 3rd neighbour
         raise ValueError(
             f"real_labels has {int(counts.min())} image(s) of class {int(counts.argmin())}; per-class "
