@@ -28,7 +28,8 @@ def test_conditional_models_follow_the_contract(conditioning):
     assert not models.is_conditional(models.dcgan_mnist_generator())
     rebuilt = models.ConditionalDCGANGenerator(**G.config)
     rebuilt.load_state_dict(G.state_dict())
-    assert torch.equal(runtime.sample(rebuilt, z, labels=y), runtime.sample(G, z, labels=y))
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(z, y), G.eval()(z, y))
 
 
 def test_the_label_changes_the_image_but_not_the_rest():
@@ -98,23 +99,47 @@ def test_concat_discriminator_sees_one_hot_planes():
 
 
 @pytest.mark.parametrize("penalty", [training.R1Penalty(1.0), None])
-def test_train_step_feeds_each_batch_with_its_labels(labelled_digits, penalty):
-    images, labels = labelled_digits
+def test_train_step_feeds_each_batch_with_its_labels(penalty):
+    labels = torch.arange(160) % 10
+    images = (labels / 10 - 0.9).view(-1, 1, 1, 1).expand(-1, 1, 28, 28).clone()  # pixels hold the label
     G, D = models.cdcgan_mnist_generator(), models.cdcgan_mnist_discriminator()
-    seen = []
-    forward = D.forward
+    d_calls, g_labels = [], []
+    d_forward, g_forward = D.forward, G.forward
 
-    def spy(x, y=None):
-        seen.append(y)
-        return forward(x, y)
+    def d_spy(x, y=None):
+        d_calls.append((x.detach().clone(), y))
+        return d_forward(x, y)
 
-    D.forward = spy
+    def g_spy(z, y=None):
+        g_labels.append(y)
+        return g_forward(z, y)
+
+    D.forward, G.forward = d_spy, g_spy
     opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    batches = data.BatchIterator(images, labels, batch_size=32, drop_last=True)
+    batches = data.BatchIterator(images, labels, batch_size=32, drop_last=True)  # shuffles pairs together
     step = functools.partial(training.train_step, d_penalty=penalty)
     history = training.train(G, D, opt_G, opt_D, batches, 2, step, progress=False)
     assert history["step"] == [1, 2] and all(math.isfinite(v) for v in history["loss_D"])
-    assert seen and all(y is not None and y.shape == (32,) for y in seen)
+
+    def label_in_pixels(x):
+        return ((x[:, 0, 0, 0] + 0.9) * 10).round().long()
+
+    def is_real(x):  # constant images at one of the ten label values
+        return torch.equal(x, x[:, :, :1, :1].expand_as(x)) and torch.allclose(
+            x[:, 0, 0, 0], label_in_pixels(x) / 10 - 0.9
+        )
+
+    real_calls = [(x, y) for x, y in d_calls if is_real(x)]
+    assert len(real_calls) == 2 * (2 if penalty else 1)  # D(x_real), and R1's pass on the real batch
+    for x, y in real_calls:  # the labels are this batch's own, not another batch's or all zeros
+        assert torch.equal(y, label_in_pixels(x))
+    per_step = len(d_calls) // 2
+    for number in range(2):  # G drew its fakes, and D scored them, with the real batch's labels
+        calls = d_calls[number * per_step : (number + 1) * per_step]
+        real_y = next(y for x, y in calls if is_real(x))
+        assert all(torch.equal(y, real_y) for _, y in calls)
+        assert sum(torch.equal(y, real_y) for y in g_labels) == 2, len(g_labels)  # D's fakes, then G's
+    assert len(set(tuple(y.tolist()) for _, y in real_calls)) == 2  # two batches, two label orders
 
 
 def test_a_conditional_generator_needs_labelled_data(labelled_digits):
@@ -133,10 +158,15 @@ def test_an_unconditional_gan_ignores_labels_in_the_data(labelled_digits):
     assert training.train(G, D, opt_G, opt_D, batches, 1, progress=False)["step"] == [1]
 
 
-def test_sample_draws_every_class_in_turn():
-    G = models.cdcgan_mnist_generator()
+def test_sample_draws_every_class_in_turn_or_the_labels_asked_for():
+    G = models.cdcgan_mnist_generator().train()
     z = torch.randn(20, G.latent_dim)
-    assert torch.equal(runtime.sample(G, z), runtime.sample(G, z, labels=torch.arange(20) % 10))
+    with torch.no_grad():
+        in_turn, sevens = G.eval()(z, torch.arange(20) % 10), G(z, torch.full((20,), 7))
+    G.train()
+    assert torch.equal(runtime.sample(G, z), in_turn)
+    assert torch.equal(runtime.sample(G, z, labels=torch.full((20,), 7), batch_size=7), sevens)
+    assert not torch.allclose(in_turn, sevens) and G.training
 
 
 def test_cdcgan_recipe_trains_on_labelled_batches(labelled_digits):

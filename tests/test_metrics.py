@@ -66,9 +66,13 @@ def test_metric_arguments_that_would_fail_inside_python_or_torch_get_one_line_er
 
 
 def test_recognisable_digits_and_toy_metrics_refuse_what_they_would_score_wrongly():
-    logits = torch.randn(20, 10) * 5
+    logits = torch.randn(20, 10, generator=torch.Generator().manual_seed(0)) * 5
     with pytest.raises(ValueError, match=r"logits become probabilities with logits.softmax\(dim=1\)"):
         metrics.recognisable_digits(logits)
-    assert 0 <= metrics.recognisable_digits(logits.softmax(dim=1))["recognisable"] <= 1
+    probabilities = logits.softmax(dim=1)
+    confident = (probabilities.max(dim=1).values >= 0.9).float().mean().item()
+    assert 0 < confident < 1  # this draw has both kinds, so the check below can fail
+    scored = metrics.recognisable_digits(probabilities, confidence=0.9)
+    assert scored["recognisable"] == pytest.approx(confident)
     with pytest.raises(ValueError, match="n_sigma must be a positive"):
         metrics.toy_mode_metrics(torch.zeros(5, 2), data.ring(), n_sigma=-1)

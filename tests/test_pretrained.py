@@ -7,10 +7,14 @@ from gan_utils import models, pretrained
 from gan_utils.runtime import sample
 
 
+def tiny_generator() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
+
+
 @pytest.fixture
 def weights_dir(tmp_path):
-    torch.manual_seed(0)
-    G = models.DCGANGenerator(latent_dim=8, width=4).apply(models.init_weights)
+    G = tiny_generator()
     pretrained.export_generator(G, "tiny-dcgan", {"command": "python -m gan_utils train ...", "steps": 1},
                                 weights_dir=tmp_path)  # fmt: skip
     return tmp_path
@@ -19,8 +23,11 @@ def weights_dir(tmp_path):
 def test_export_then_load_round_trips_and_follows_the_contract(weights_dir):
     G = pretrained.load_pretrained("tiny-dcgan", weights_dir=weights_dir)
     assert not G.training and G.latent_dim == 8
-    images = G(torch.randn(2, 8))
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        images, exported = G(z), tiny_generator().eval()(z)
     assert images.shape == (2, 1, 28, 28) and images.abs().max() <= 1
+    torch.testing.assert_close(images, exported, atol=2e-2, rtol=0)  # the weights are stored in float16
     entry = pretrained.read_manifest(weights_dir)["tiny-dcgan"]
     assert entry["sha256"] == pretrained.sha256_of(weights_dir / "tiny-dcgan.pt")
     assert entry["architecture"]["kwargs"] == {"latent_dim": 8, "channels": 1, "width": 4, "image_size": 28}

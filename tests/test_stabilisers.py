@@ -162,17 +162,26 @@ def test_gradient_penalty_of_a_linear_critic_is_weight_times_norm_minus_one_squa
 
 def test_recipe_settings_reach_the_optimisers_step_and_models():
     recipe = recipes.preset("dcgan-mnist", lr=1e-4, lr_D=4e-4, optimiser="rmsprop", d_norm="none",
-                            gp_weight=10.0, d_steps=5, reuse_fakes=False, loss="wasserstein",
+                            gp_weight=7.0, d_steps=5, reuse_fakes=False, loss="wasserstein",
                             generator_width=48, augment=("translation",))  # fmt: skip
     G, D = recipe.build_models()
     opt_G, opt_D = recipe.optimisers(G, D)
     assert isinstance(opt_G, torch.optim.RMSprop)
     assert (opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"]) == (1e-4, 4e-4)
     assert G.config["width"] == 48 and isinstance(D, stabilisers.DiffAugment) and D.policy == ("translation",)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in D.modules())  # d_norm="none"
     step = recipe.step()
-    assert step.keywords["d_steps"] == 5 and isinstance(
-        step.keywords["d_penalty"], stabilisers.GradientPenalty
-    )
+    assert step.keywords["d_steps"] == 5 and step.keywords["reuse_fakes"] is False
+    assert step.keywords["loss"] == "wasserstein"
+    penalty = step.keywords["d_penalty"]
+    assert isinstance(penalty, stabilisers.GradientPenalty) and penalty.weight == 7.0
+    with_sn = recipes.preset("dcgan-mnist", d_norm="spectral")
+    assert any(torch.nn.utils.parametrize.is_parametrized(m) for m in with_sn.build_models()[1].modules())
+    plain = recipes.preset("dcgan-mnist").step().keywords  # chapter 4's: reuse_fakes, no penalty
+    assert plain["loss"] == "non-saturating" and plain["reuse_fakes"] is True and plain["d_penalty"] is None
+    hinge = recipes.preset("dcgan-mnist-stable", loss="hinge").step().keywords
+    assert hinge["loss"] == "hinge" and hinge["reuse_fakes"] is False and hinge["d_steps"] == 1
+    assert isinstance(hinge["d_penalty"], training.R1Penalty) and hinge["d_penalty"].gamma == 1.0
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,15 @@ def test_r1_penalty_piece_matches_the_loss_function_on_a_linear_d():
     assert abs(penalty.item() - 25.0) < 1e-4  # (gamma / 2) * ||w||^2 = 1 * 25
 
 
+def test_r1_penalty_piece_takes_the_gradient_on_the_real_batch_only():
+    def squared_norm(x, *labels):  # D(x) = ||x||^2, so grad_x D = 2x and R1 = (gamma / 2) E||2x||^2
+        return x.pow(2).sum(1)
+
+    x_real, x_fake = torch.full((4, 2), 1.0), torch.full((4, 2), 3.0)
+    penalty = training.R1Penalty(gamma=2.0)(squared_norm, x_real, x_fake)
+    assert penalty.item() == pytest.approx(8.0, rel=1e-6)  # 1 * ||(2, 2)||^2; on x_fake it would be 72
+
+
 def test_reuse_fakes_scores_the_d_step_fakes_with_one_generator_pass():
     G, D, opt_G, opt_D = tiny_gan()
     G_before = copy.deepcopy(G)

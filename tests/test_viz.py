@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -22,9 +23,11 @@ def test_image_grid_rejects_flat_vectors_with_a_hint():
 
 def test_mixture_plot_marks_every_mean():
     ring = data.ring()
-    ax = viz.plot_mixture_samples(ring, ring.sample(100))
-    means_layer = ax.collections[1]
-    assert means_layer.get_offsets().shape == (8, 2)
+    samples = ring.sample(100)
+    ax = viz.plot_mixture_samples(ring, samples)
+    samples_layer, means_layer = ax.collections[0], ax.collections[1]
+    assert np.allclose(samples_layer.get_offsets(), samples.numpy())
+    assert np.allclose(means_layer.get_offsets(), ring.means.numpy())
     plt.close("all")
 
 

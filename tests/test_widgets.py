@@ -1,6 +1,8 @@
+import base64
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -24,15 +26,17 @@ def test_explorer_builds_without_a_display_and_sliders_redraw_the_image(tiny_dcg
     assert torch.allclose(explorer.z(), expected)
 
 
-def test_seed_box_and_random_button_pick_a_new_starting_z(tiny_dcgan):
+def test_seed_box_and_random_button_pick_a_new_starting_z(tiny_dcgan, monkeypatch):
     explorer = widgets.LatentExplorer(tiny_dcgan, directions=torch.eye(8)[:2], seed=3)
     first_z, first_image = explorer.z_start.clone(), bytes(explorer.image.value)
     explorer.seed.value = 4
     assert not torch.equal(explorer.z_start, first_z) and bytes(explorer.image.value) != first_image
+    seed_4_z, seed_4_image = explorer.z_start.clone(), bytes(explorer.image.value)
+    monkeypatch.setattr(widgets.random, "randrange", lambda stop: 777)
     explorer.random_button.click()
-    assert torch.equal(
-        explorer.z_start, torch.randn(8, generator=torch.Generator().manual_seed(explorer.seed.value))
-    )
+    assert explorer.seed.value == 777 and bytes(explorer.image.value) != seed_4_image
+    assert torch.equal(explorer.z_start, torch.randn(8, generator=torch.Generator().manual_seed(777)))
+    assert not torch.equal(explorer.z_start, seed_4_z)
 
 
 def test_explorer_rejects_bad_generators_and_directions(tiny_dcgan):
@@ -73,7 +77,17 @@ def test_static_html_stores_float16_valued_weights_as_float16_losslessly():
     with torch.no_grad():
         for p in G.parameters():
             p.copy_(p.half().float())
-    assert _model_json(widgets.static_explorer_html(G, "half", torch.eye(8)[:1]))["dtype"] == "float16"
+    model = _model_json(widgets.static_explorer_html(G, "half", torch.eye(8)[:1]))
+    assert model["dtype"] == "float16"
+    raw = np.frombuffer(base64.b64decode(model["weights"]), dtype=np.float16)
+    stored = torch.from_numpy(raw.copy()).float()
+    first_conv = G.net[0]
+    start, length = model["layers"][0]["weight"]
+    assert model["layers"][0]["type"] == "conv_transpose2d" and length == first_conv.weight.numel()
+    assert torch.equal(stored[start : start + length], first_conv.weight.detach().flatten())  # bit for bit
+    assert len(stored) == sum(p.numel() for p in G.parameters()) + sum(b.numel() for b in G.buffers()) - sum(
+        1 for m in G.modules() if isinstance(m, nn.BatchNorm2d)
+    )  # every weight and running statistic (not BatchNorm's step counter)
 
 
 def test_static_explorer_refuses_layers_it_has_no_javascript_for():
