@@ -405,7 +405,7 @@ def test_latent_noise_without_truncation_is_the_seeded_normal_every_recorded_met
     assert torch.equal(metrics.latent_noise(50, 64, seed=4), expected)
 
 
-@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("t", [0.1, 0.5, 1.0, 2.0])
 def test_truncated_noise_stays_inside_t_with_the_variance_of_a_truncated_normal(t):
     z = metrics.latent_noise(20_000, 8, seed=0, truncation=t)
     assert z.abs().max() <= t
@@ -413,6 +413,27 @@ def test_truncated_noise_stays_inside_t_with_the_variance_of_a_truncated_normal(
     phi, mass = math.exp(-t * t / 2) / math.sqrt(2 * math.pi), math.erf(t / math.sqrt(2))
     assert z.var().item() == pytest.approx(1 - 2 * t * phi / mass, rel=0.02)
     assert z.mean().item() == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 1.5])
+def test_truncation_redraws_only_the_coordinates_outside_t(t):
+    """Brock et al.'s resampling, whatever the torch version: an untruncated code's coordinates that
+    already lie inside [-t, t] are kept (inverting the CDF, as older torch releases do, keeps none)."""
+    plain, truncated = metrics.latent_noise(300, 16, seed=5), metrics.latent_noise(300, 16, seed=5, truncation=t)
+    inside = plain.abs() <= t
+    assert 0 < inside.sum() < inside.numel() and torch.equal(truncated[inside], plain[inside])
+    assert not torch.isin(truncated[~inside], plain).any()  # the others are new draws
+
+
+@pytest.mark.skipif(not torch.__version__.startswith("2.14."), reason="compares with torch 2.14's sampler")
+def test_truncated_noise_equals_the_pinned_torchs_trunc_normal_where_it_resamples():
+    """Above t = 0.39 (over 30 % of the mass inside) torch 2.14.1's trunc_normal_ redraws the same way,
+    so every truncated code the book printed with it is unchanged."""
+    for t in (0.5, 1.0, 2.0):
+        reference = torch.nn.init.trunc_normal_(
+            torch.empty(400, 64), 0.0, 1.0, -t, t, generator=torch.Generator().manual_seed(1)
+        )
+        assert torch.equal(metrics.latent_noise(400, 64, seed=1, truncation=t), reference)
 
 
 def test_sample_images_passes_the_truncation_to_the_codes():

@@ -22,3 +22,16 @@ def test_show_source_returns_the_exact_lines_of_the_library_file():
 def test_show_source_refuses_code_from_other_packages():
     with pytest.raises(ValueError, match="gan_utils code only"):
         show_source(inspect.getsource)
+
+
+def test_every_listing_in_the_chapters_is_shown():
+    """A SourceListing renders only as a cell's last expression; anywhere else it is silently dropped."""
+    import json
+
+    dropped = []
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("chapters/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            lines = "".join(cell["source"]).rstrip().splitlines()
+            if cell["cell_type"] == "code":
+                dropped += [f"{path.name} {cell['id']}" for line in lines[:-1] if line.startswith("show_source(")]
+    assert not dropped, f"show_source is not the last line of: {dropped}; give it its own cell or display()"

@@ -348,3 +348,30 @@ def test_a_bad_cluster_setting_is_refused_in_one_line(overrides, message):
         recipes.preset("dcgan-mnist-self-conditioned", clusters=5, held_out_per_class=0).cluster_ids(
             torch.zeros(4, 1, 28, 28)
         )
+
+
+def test_chapter_6_table_settings_build_the_benchmark_rows():
+    """Each `key=value` in chapter 6's table of fixes is a valid override of the dcgan-mnist preset,
+    and the WGAN-GP row's settings are the ones benchmarks/stabilisers.py trains."""
+    import ast
+    import importlib.util
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cells = json.loads((root / "chapters/06_stable_training.ipynb").read_text())["cells"]
+    table = "".join(next(c for c in cells if c["id"] == "ch6-19")["source"])
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| ") and "`" in line.split("|")[-2]:
+            name, setting = line.split("|")[1].strip(), line.split("|")[-2]
+            pairs = re.findall(r"`(\w+)=([^`]+)`", setting)
+            rows[name] = {key: ast.literal_eval(value) for key, value in pairs}
+    assert len(rows) == 7 and rows["hinge loss"] == {"loss": "hinge"}
+    for name, settings in rows.items():
+        recipes.preset("dcgan-mnist", **settings)  # raises where the settings do not fit together
+    spec = importlib.util.spec_from_file_location("stabilisers_benchmark", root / "benchmarks/stabilisers.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert rows["WGAN-GP"] == benchmark.ROWS["WGAN-GP"]  # 10 == 10.0, (0, 0.9) == (0.0, 0.9)
