@@ -554,13 +554,21 @@ def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
     return float(peak_signal_noise_ratio(truth, estimate, data_range=2.0))
 
 
-def ssim(estimate: torch.Tensor, truth: torch.Tensor) -> float:
-    """Mean structural similarity over the images, via scikit-image with Wang et al.'s (2004) settings:
-    an 11×11 Gaussian window of sigma 1.5, population covariances, data range 2; colour channels are
-    scored separately and averaged."""
+def ssim(estimate: torch.Tensor, truth: torch.Tensor, unit_range: bool = False) -> float:
+    """Mean structural similarity over the images, via scikit-image with Wang et al.'s (2004) window:
+    11×11 Gaussian of sigma 1.5, population covariances; colour channels are scored separately and
+    averaged. scikit-image leaves out the 5 pixels along each border that the window cannot fill, so
+    a 28×28 digit is scored on its central 18×18.
+
+    The book's recorded scores take the images as they are, in [-1, 1] with data range 2. SSIM's
+    luminance term changes when every pixel moves by the same amount, and Wang et al. define it on
+    non-negative intensities: ``unit_range=True`` rescales both sets to [0, 1] (data range 1), the
+    usual convention, which scores the same images differently (chapter 9 prints both)."""
     from skimage.metrics import structural_similarity
 
     estimate, truth = _check_pair_of_sets(estimate, truth)
+    if unit_range:
+        estimate, truth = (estimate + 1) / 2, (truth + 1) / 2
     if min(truth.shape[-2:]) < 11:
         raise ValueError(
             f"SSIM's 11x11 window needs images of at least 11 pixels a side, got {tuple(truth.shape[-2:])}."
@@ -569,7 +577,7 @@ def ssim(estimate: torch.Tensor, truth: torch.Tensor) -> float:
         structural_similarity(
             t,
             e,
-            data_range=2.0,
+            data_range=1.0 if unit_range else 2.0,
             channel_axis=0,
             gaussian_weights=True,
             sigma=1.5,

@@ -419,7 +419,8 @@ def test_truncated_noise_stays_inside_t_with_the_variance_of_a_truncated_normal(
 def test_truncation_redraws_only_the_coordinates_outside_t(t):
     """Brock et al.'s resampling, whatever the torch version: an untruncated code's coordinates that
     already lie inside [-t, t] are kept (inverting the CDF, as older torch releases do, keeps none)."""
-    plain, truncated = metrics.latent_noise(300, 16, seed=5), metrics.latent_noise(300, 16, seed=5, truncation=t)
+    plain = metrics.latent_noise(300, 16, seed=5)
+    truncated = metrics.latent_noise(300, 16, seed=5, truncation=t)
     inside = plain.abs() <= t
     assert 0 < inside.sum() < inside.numel() and torch.equal(truncated[inside], plain[inside])
     assert not torch.isin(truncated[~inside], plain).any()  # the others are new draws

@@ -115,6 +115,16 @@ def test_patchgan_returns_one_logit_per_patch(size):
         D(torch.zeros(3, 3, size, size))
 
 
+def test_ssim_of_flat_images_equals_its_luminance_term_by_hand_in_both_conventions():
+    # Two flat grey images have no variance: SSIM = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1),
+    # with C1 = (0.01 R)^2 for the data range R.
+    truth, estimate = torch.zeros(1, 1, 16, 16), torch.full((1, 1, 16, 16), -0.5)
+    signed = (2 * 0.0 * -0.5 + 0.02**2) / (0.0 + 0.25 + 0.02**2)  # as stored, R = 2
+    unit = (2 * 0.5 * 0.25 + 0.01**2) / (0.25 + 0.0625 + 0.01**2)  # rescaled to [0, 1], R = 1
+    assert i2i.ssim(estimate, truth) == pytest.approx(signed, rel=1e-6)
+    assert i2i.ssim(estimate, truth, unit_range=True) == pytest.approx(unit, rel=1e-6)
+
+
 def test_psnr_equals_the_hand_computation():
     truth = torch.tensor([[[[0.0, 0.5], [-0.5, 1.0]]]])
     estimate = torch.tensor([[[[0.0, 0.0], [-0.5, 0.5]]]])

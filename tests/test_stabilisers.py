@@ -369,7 +369,7 @@ def test_chapter_6_table_settings_build_the_benchmark_rows():
             pairs = re.findall(r"`(\w+)=([^`]+)`", setting)
             rows[name] = {key: ast.literal_eval(value) for key, value in pairs}
     assert len(rows) == 7 and rows["hinge loss"] == {"loss": "hinge"}
-    for name, settings in rows.items():
+    for settings in rows.values():
         recipes.preset("dcgan-mnist", **settings)  # raises where the settings do not fit together
     spec = importlib.util.spec_from_file_location("stabilisers_benchmark", root / "benchmarks/stabilisers.py")
     benchmark = importlib.util.module_from_spec(spec)
