@@ -557,8 +557,8 @@ def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
 def ssim(estimate: torch.Tensor, truth: torch.Tensor, unit_range: bool = False) -> float:
     """Mean structural similarity over the images, via scikit-image with Wang et al.'s (2004) window:
     11×11 Gaussian of sigma 1.5, population covariances; colour channels are scored separately and
-    averaged. scikit-image leaves out the 5 pixels along each border that the window cannot fill, so
-    a 28×28 digit is scored on its central 18×18.
+    averaged. scikit-image averages the SSIM map over the window centres at least 5 pixels from the
+    border (18×18 of them on a 28×28 digit); the border's pixels still enter through the windows.
 
     The book's recorded scores take the images as they are, in [-1, 1] with data range 2. SSIM's
     luminance term changes when every pixel moves by the same amount, and Wang et al. define it on

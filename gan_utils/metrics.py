@@ -452,6 +452,9 @@ def image_metrics(
     }
 
 
+MIN_TRUNCATION = 0.05  # latent_noise's smallest threshold: below it the redraw loop grows long
+
+
 def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | None = None) -> torch.Tensor:
     """``n`` codes z ~ N(0, I) of size ``latent_dim``, seeded with ``seed``, shape ``[n, latent_dim]``.
 
@@ -461,10 +464,12 @@ def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | Non
     keeps its value. Each round draws a full-size tensor and keeps the new values only where needed,
     which is what ``torch.nn.init.trunc_normal_`` does in torch 2.14.1 when [-t, t] holds over 30 %
     of the mass (t > 0.39), so the codes are the same; it is written out here so that they do not
-    depend on the torch version (older ones invert the CDF), and so that every t uses one method. A
-    round costs n * latent_dim normal draws, and about log(n * latent_dim) / P(|z| <= t) rounds
-    are needed. Smaller t trades variety for fidelity, but only up to a point: tight thresholds pull
-    the codes inside the shell that G was trained on (chapter 6). ``None`` draws plain ``torch.randn``.
+    depend on how a torch version implements ``trunc_normal_`` (older ones invert the CDF, which keeps
+    no coordinate), and so that every t uses one method. A round costs n * latent_dim normal draws,
+    and about log(n * latent_dim) / -log(1 - P(|z| <= t)) rounds are needed, so t is refused below
+    ``MIN_TRUNCATION`` (0.05), where thousands of rounds would draw codes of almost nothing. Smaller t
+    trades variety for fidelity, but only up to a point: tight thresholds pull the codes inside the
+    shell that G was trained on (chapter 6). ``None`` draws plain ``torch.randn``.
     """
     n, latent_dim = check_count(n, "n"), check_count(latent_dim, "latent_dim")
     generator = torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
@@ -475,6 +480,12 @@ def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | Non
         raise ValueError(
             f"truncation must be a positive number of standard deviations (1.0, say) or None for no "
             f"truncation, got {truncation!r}."
+        )
+    if truncation < MIN_TRUNCATION:
+        raise ValueError(
+            f"truncation={truncation!r} is below {MIN_TRUNCATION}: every code would be nearly 0 (chapter 6 "
+            f"shows t = 0.5 already washing the samples out), and redrawing until all coordinates lie "
+            f"inside would take thousands of rounds. Use t >= {MIN_TRUNCATION}."
         )
     t = torch.tensor(float(truncation)).item()  # the float32 bound, as the codes are float32
     codes = torch.empty(n, latent_dim).normal_(generator=generator)

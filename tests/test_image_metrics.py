@@ -447,3 +447,10 @@ def test_sample_images_passes_the_truncation_to_the_codes():
 def test_a_bad_truncation_is_refused_with_the_fix(bad):
     with pytest.raises(ValueError, match="truncation must be a positive number"):
         metrics.latent_noise(4, 8, truncation=bad)
+
+
+@pytest.mark.parametrize("tiny", [0.049, 1e-46])
+def test_a_truncation_too_small_to_redraw_in_time_is_refused(tiny):
+    with pytest.raises(ValueError, match=r"below 0\.05.*Use t >= 0\.05"):
+        metrics.latent_noise(4, 8, truncation=tiny)
+    assert metrics.latent_noise(4, 8, truncation=0.05).abs().max() <= 0.05

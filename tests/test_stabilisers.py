@@ -368,6 +368,8 @@ def test_chapter_6_table_settings_build_the_benchmark_rows():
             name, setting = line.split("|")[1].strip(), line.split("|")[-2]
             pairs = re.findall(r"`(\w+)=([^`]+)`", setting)
             rows[name] = {key: ast.literal_eval(value) for key, value in pairs}
+            for bare in re.findall(r"`(\w+)`", setting):  # a setting named without a value
+                assert hasattr(recipes.PRESETS["dcgan-mnist"], bare), f"{name}: no recipe setting {bare}"
     assert len(rows) == 7 and rows["hinge loss"] == {"loss": "hinge"}
     for settings in rows.values():
         recipes.preset("dcgan-mnist", **settings)  # raises where the settings do not fit together
