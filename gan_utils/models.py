@@ -412,7 +412,7 @@ class ConditionalDCGANDiscriminator(nn.Module):
         "concat": y as ``n_classes`` one-hot planes stacked onto the image's channels, so the first
             convolution sees pixels and class together (input concatenation, in the spirit of Mirza &
             Osindero, 2014, who join a hidden layer of y with one of x);
-        "projection": the logit l(x, y) = psi(phi(x)) + v_y . phi(x) (Miyato & Koyama, 2018, eq. 3),
+        "projection": the logit l(x, y) = psi(phi(x)) + v_y . phi(x) (Miyato & Koyama, 2018, section 3),
             where phi(x) is the flattened [2w, 7, 7] feature map, psi is the unconditional head (the
             same 7x7 convolution as chapter 4's D) and v_y a learned per-class vector of the size of
             phi(x) (``self.embedding``; not the generator's e(y)). The paper sums phi over positions

@@ -8,9 +8,9 @@ logit moves by the same amount), p(fake | x) = 1 / (Z(x) + 1) with Z(x) = sum_k 
     L_unsupervised = -E_{x unlabelled} log(1 - p(fake | x)) - E_z log p(fake | G(z))
                    = -E_x [LSE(l(x)) - softplus(LSE(l(x)))] + E_z softplus(LSE(l(G(z))))
 
-where LSE is log-sum-exp (their eq. 5 and the text after it). The unlabelled digits teach the network
+where LSE is log-sum-exp (their section 5). The unlabelled digits teach the network
 what digits look like; the labelled ones which is which. G is trained by feature matching (their
-eq. 4), ||E_x f(x) - E_z f(G(z))||^2 on D's last hidden layer, which they found best for this task.
+section 3.1), ||E_x f(x) - E_z f(G(z))||^2 on D's last hidden layer, which they found best for this task.
 
 Salimans et al.'s MNIST discriminator is a permutation-invariant MLP (784-1000-500-250-250-250-10 with
 Gaussian noise and weight normalisation), trained for 300 epochs of 60,000 digits. That budget is far
@@ -74,7 +74,7 @@ def probability_real(logits: torch.Tensor) -> torch.Tensor:
 
 
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
-    """||E f(x) - E f(G(z))||^2 over a batch of each (Salimans et al., 2016, eq. 4)."""
+    """||E f(x) - E f(G(z))||^2 over a batch of each (Salimans et al., 2016, section 3.1)."""
     return (real_features.mean(dim=0) - fake_features.mean(dim=0)).pow(2).sum()
 
 
