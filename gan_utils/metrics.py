@@ -467,9 +467,9 @@ def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | Non
     depend on how a torch version implements ``trunc_normal_`` (older ones invert the CDF, which keeps
     no coordinate), and so that every t uses one method. A round costs n * latent_dim normal draws,
     and about log(n * latent_dim) / -log(1 - P(|z| <= t)) rounds are needed, so t is refused below
-    ``MIN_TRUNCATION`` (0.05), where thousands of rounds would draw codes of almost nothing. Smaller t
-    trades variety for fidelity, but only up to a point: tight thresholds pull the codes inside the
-    shell that G was trained on (chapter 6). ``None`` draws plain ``torch.randn``.
+    ``MIN_TRUNCATION`` (0.05), where hundreds of rounds (thousands below t = 0.01) would draw codes of
+    almost nothing. Smaller t trades variety for fidelity, but only up to a point: tight thresholds
+    pull the codes inside the shell that G was trained on (chapter 6). ``None`` draws plain ``torch.randn``.
     """
     n, latent_dim = check_count(n, "n"), check_count(latent_dim, "latent_dim")
     generator = torch.Generator().manual_seed(check_count(seed, "seed", minimum=0))
@@ -485,7 +485,7 @@ def latent_noise(n: int, latent_dim: int, seed: int = 0, truncation: float | Non
         raise ValueError(
             f"truncation={truncation!r} is below {MIN_TRUNCATION}: every code would be nearly 0 (chapter 6 "
             f"shows t = 0.5 already washing the samples out), and redrawing until all coordinates lie "
-            f"inside would take thousands of rounds. Use t >= {MIN_TRUNCATION}."
+            f"inside would take hundreds of rounds, thousands as t nears 0. Use t >= {MIN_TRUNCATION}."
         )
     t = torch.tensor(float(truncation)).item()  # the float32 bound, as the codes are float32
     codes = torch.empty(n, latent_dim).normal_(generator=generator)
