@@ -128,7 +128,10 @@ def rank_zero_pid(torchrun_pid: int, timeout: float = 60) -> int:
     while time.monotonic() < deadline:
         children = Path(f"/proc/{torchrun_pid}/task/{torchrun_pid}/children").read_text().split()
         for pid in children:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):  # a child that exited since the listing
+                continue
             if b"RANK=0" in environ:
                 return int(pid)
         time.sleep(0.1)
