@@ -1,11 +1,12 @@
-"""Mode collapse on the VEEGAN/PacGAN toys: chapter 2's recipes over many seeds.
+"""Mode collapse on the VEEGAN/PacGAN toys: chapter 2's and 6's recipes over many seeds.
 
 Usage (from the repository root, after `make venv`):
     .venv/bin/python benchmarks/toy_modes.py --seeds 10 --workers 2
 
-Trains every recipe in `gan_utils.toys` (baseline, and R1 + LR decay) on the ring and the grid for
-each seed, evaluates 2,500 samples with the VEEGAN/PacGAN protocol, and prints the table: modes
-captured, % high-quality samples, KL(mode histogram || uniform) and seconds per run, as mean ± std.
+Trains every recipe in ``RECIPES`` (chapter 2's baseline and R1 + LR decay, chapter 6's
+R1 + LR decay + EMA), or those named by ``--recipes``, on the ring and the grid for each seed,
+evaluates 2,500 samples with the VEEGAN/PacGAN protocol, and prints the table: modes captured,
+% high-quality samples, KL(mode histogram || uniform) and seconds per run, as mean ± std.
 The raw rows and the table go to benchmarks/results/toy_modes.json, which chapter 2 displays.
 Each worker process uses one thread; --workers 2 suits a 2-core machine.
 """
