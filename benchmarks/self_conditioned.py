@@ -3,6 +3,7 @@ with no labels (after Liu et al., 2020, "Diverse Image Generation via Self-Condi
 
     python benchmarks/self_conditioned.py --seed 1   # writes results/self_conditioned_k50_seed1.json
     python benchmarks/self_conditioned.py --steps 200 --out /tmp/try.json
+    python benchmarks/self_conditioned.py --shipped dcgan-mnist   # score the shipped weights, no training
 
 It trains preset ``dcgan-mnist-self-conditioned`` (``--clusters`` overrides its k) with
 `recipes.train_recipe`, which is what ``python -m gan_utils train`` runs: pixel k-means on the 4,000
@@ -12,6 +13,10 @@ each sample's cluster from z's last coordinate, to sample. The true labels are u
 out digits and to report the clusters' purity. Scored like every shipped generator: chapter 5's
 metrics on 5,000 samples (noise seed 0) against the 5,000 bundled digits, each digit's share of
 the samples as the classifier reads them, and chapter 5's memorisation check. Nothing ships.
+
+``--shipped NAME`` trains nothing: it scores the shipped weights NAME the same way and takes the
+clusters, seed, steps, training command and seconds from their manifest entry. That is how the
+50-cluster seed-0 row was kept when ``dcgan-mnist`` was reshipped at 35 clusters.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from gan_utils import classifier, data, metrics, recipes, runtime
+from gan_utils import classifier, data, metrics, pretrained, recipes, runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,6 +55,16 @@ def memorisation(G: torch.nn.Module, mnist: data.MNISTData, recipe: recipes.Reci
             "C_T_null_std": within_cells.null_std, "farther": within_cells.farther}  # fmt: skip
 
 
+def shipped_entry(name: str, parser: argparse.ArgumentParser) -> dict:
+    """The manifest entry of shipped weights NAME, checked to come from this benchmark's preset."""
+    entry = pretrained.read_manifest().get(name)
+    if entry is None or entry.get("preset") != "dcgan-mnist-self-conditioned":
+        parser.error(
+            f"--shipped needs a model trained from preset dcgan-mnist-self-conditioned; {name!r} is not"
+        )
+    return entry
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12000)
@@ -58,7 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed; the clusters stay seed 0's")
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/self_conditioned_kK_seedS.json")
+    parser.add_argument("--shipped", metavar="NAME", help="score these shipped weights instead of training")
     args = parser.parse_args(argv)
+    shipped = None
+    if args.shipped:
+        shipped = shipped_entry(args.shipped, parser)
+        args.steps, args.seed = shipped["steps"], shipped["seed"]
+        args.clusters = shipped["overrides"].get("clusters", args.clusters)
     if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
         parser.error(offset_problem)
     if args.steps < 1 or args.clusters < 2 or args.seed < 0:
@@ -72,16 +93,22 @@ def main(argv: list[str] | None = None) -> None:
     train_labels = recipe.training_set(mnist.labels, mnist.labels)
     purity = sum(torch.bincount(train_labels[clusters == c], minlength=10).max().item()
                  for c in range(args.clusters) if (clusters == c).any()) / len(clusters)  # fmt: skip
-    start = time.perf_counter()
-    run = recipes.train_recipe(recipe, mnist.images, seed=args.seed, labels=mnist.labels)
-    train_seconds = time.perf_counter() - start
+    if shipped:
+        G = pretrained.load_pretrained(args.shipped)
+        if G.cluster_sizes.tolist() != torch.bincount(clusters, minlength=args.clusters).tolist():
+            parser.error(
+                f"{args.shipped}'s cluster sizes differ from this recipe's k-means; nothing to compare"
+            )
+        train_seconds = shipped["wall_seconds"]
+    else:
+        start = time.perf_counter()
+        G = recipes.train_recipe(recipe, mnist.images, seed=args.seed, labels=mnist.labels).G
+        train_seconds = time.perf_counter() - start
     classifier = metrics.load_classifier()
-    fake = metrics.digit_features(
-        metrics.sample_images(run.G, metrics.IMAGE_EVAL_SAMPLES, seed=0), classifier
-    )
+    fake = metrics.digit_features(metrics.sample_images(G, metrics.IMAGE_EVAL_SAMPLES, seed=0), classifier)
     scores = metrics.image_metrics(fake, metrics.digit_features(mnist.images, classifier))
     shares = torch.bincount(fake.probabilities.argmax(1), minlength=10).float() / len(fake.probabilities)
-    copying = memorisation(run.G, mnist, recipe)
+    copying = memorisation(G, mnist, recipe)
     result = {
         "command": shlex.join(["python", "benchmarks/self_conditioned.py", *(argv or sys.argv[1:])]),
         "date": datetime.date.today().isoformat(),
@@ -94,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         "digit_shares": [round(share, 4) for share in shares.tolist()],
         "memorisation": copying,
     }  # fmt: skip
+    if shipped:
+        result["scored_weights"] = {"name": args.shipped, "sha256": shipped["sha256"], "float16": True,
+                                    "trained_by": shipped["command"]}  # fmt: skip
     print(json.dumps(result, indent=1), flush=True)
     out = args.out or RESULTS / f"self_conditioned_k{args.clusters}_seed{args.seed}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
