@@ -132,8 +132,9 @@ class ReferenceSide:
         return F.interpolate(images, size=28, mode="bilinear", antialias=True).clamp(-1, 1)
 
 
-# The shipped dcgan-mnist preset (batch 128, Adam 5e-4, channels_last, reuse_fakes), without its
-# learning-rate decay: these runs are timed by the clock, not by a fixed number of steps.
+# Chapter 4's dcgan-mnist preset, shipped as dcgan-mnist-baseline (batch 128, Adam 5e-4, channels_last,
+# reuse_fakes), without its learning-rate decay: these runs are timed by the clock, not by a fixed
+# number of steps.
 RECIPE = recipes.preset("dcgan-mnist", lr_decay=False)
 
 

@@ -3,7 +3,8 @@ with no labels (after Liu et al., 2020, "Diverse Image Generation via Self-Condi
 
     python benchmarks/self_conditioned.py --seed 1   # writes results/self_conditioned_k50_seed1.json
     python benchmarks/self_conditioned.py --steps 200 --out /tmp/try.json
-    python benchmarks/self_conditioned.py --shipped dcgan-mnist   # score the shipped weights, no training
+    python benchmarks/self_conditioned.py --shipped dcgan-mnist \
+        --out benchmarks/results/self_conditioned_k35_seed1_shipped.json   # score shipped weights
 
 It trains preset ``dcgan-mnist-self-conditioned`` (``--clusters`` overrides its k) with
 `recipes.train_recipe`, which is what ``python -m gan_utils train`` runs: pixel k-means on the 4,000
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
             "--steps must be 1 or more, --clusters 2 or more and --seed 0 or more; got "
             f"{args.steps}, {args.clusters}, {args.seed}"
         )
+    out = args.out or RESULTS / f"self_conditioned_k{args.clusters}_seed{args.seed}.json"
+    if shipped and out.exists() and "scored_weights" not in json.loads(out.read_text()):
+        parser.error(f"{out} records a training run; keep it and give --shipped another --out FILE")
     mnist = data.load_mnist(source="bundled")
     recipe = recipes.preset("dcgan-mnist-self-conditioned", steps=args.steps, clusters=args.clusters)
     clusters = recipe.cluster_ids(mnist.images, mnist.labels)
@@ -125,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
         result["scored_weights"] = {"name": args.shipped, "sha256": shipped["sha256"], "float16": True,
                                     "trained_by": shipped["command"]}  # fmt: skip
     print(json.dumps(result, indent=1), flush=True)
-    out = args.out or RESULTS / f"self_conditioned_k{args.clusters}_seed{args.seed}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 

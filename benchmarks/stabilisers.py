@@ -59,7 +59,7 @@ BEST = "best combination"  # filled in from the rows' results: see best_override
 
 
 def best_overrides() -> dict:
-    """The combination chapter 6 recommends; the shipped dcgan-mnist uses it too (recipes.PRESETS)."""
+    """The combination chapter 6 recommends; the shipped chapter-6 models build on it (recipes.PRESETS)."""
     base, best = recipes.PRESETS["dcgan-mnist"], recipes.PRESETS["dcgan-mnist-stable"]
     # every row trains on all 5,000 digits for the same time: no held-out digits, no step count
     return best.with_overrides(steps=base.steps, name=base.name, held_out_per_class=0).overrides_from(base)

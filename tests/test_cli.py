@@ -34,8 +34,9 @@ def test_tiny_run_writes_checkpoint_and_png_then_resumes(tmp_path):
 
 @pytest.mark.parametrize("name", ["dcgan-mnist", "dcgan-mnist-stable", "cdcgan-mnist"])
 def test_the_cli_reproduces_a_preset_trained_from_python_bit_for_bit(tmp_path, name):
-    """Chapter 4's preset (batch 128, lr 5e-4, reuse_fakes, LR decay, channels_last), chapter 6's, which
-    trains the shipped dcgan-mnist (wider, R1, an EMA of G, 100 digits per class held out), and chapter
+    """Chapter 4's preset (batch 128, lr 5e-4, reuse_fakes, LR decay, channels_last), chapter 6's, whose
+    settings the shipped chapter-6 generators build on (wider, R1, an EMA of G, 100 digits per class held
+    out), and chapter
     8's conditional one, which also trains on the labels: 20 steps each."""
     out = tmp_path / "run"
     result = cli("train", "--preset", name, "--steps", "20", "--out", str(out), "--device", "cpu",
