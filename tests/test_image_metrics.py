@@ -337,9 +337,9 @@ def test_the_shipped_dcgan_meets_chapter_6_targets_on_its_recorded_samples(bundl
 
 def test_the_shipped_dcgan_meets_the_strict_memorisation_goal(bundled):
     """Issue 15: the nearest-training-neighbour distances of dcgan-mnist's samples are not smaller than
-    those of held-out real digits (medians of 1,000 each; chapter 6.9's samples, noise seed 1). The
+    those of held-out real digits (medians of 1,000 each; the benchmark's samples, noise seed 1). The
     50-cluster model it replaced failed this (median 2.9 % nearer); floating-point differences between
-    machines move these medians far less than the 1 % by which the shipped one passes."""
+    machines move these medians far less than the about 1 % by which the shipped one passes."""
     train_index, held_out = classifier.stratified_split(bundled.labels, held_out_per_class=100, seed=0)
     training_digits = bundled.images[train_index]
     samples = metrics.sample_images(pretrained.load_pretrained("dcgan-mnist"), 1000, seed=1)
