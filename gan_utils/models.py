@@ -6,9 +6,10 @@ Contract, shared by every model in the book:
     - a discriminator maps samples [n, *sample_shape] to logits [n]; no model has a sigmoid inside;
     - conditional models (chapter 8) also take class labels y of shape [n] and carry ``n_classes``.
 
-The MLPs follow Goodfellow et al. (2014) in spirit: fully connected layers with ReLU (G) and
-LeakyReLU (D). The 2D toy sizes follow VEEGAN (Srivastava et al., 2017) and PacGAN (Lin et al., 2018).
-Introduced in chapter 2 (toys); chapter 3 uses the same classes on MNIST.
+The MLPs are fully connected, as in Goodfellow et al. (2014), but with other units: their MNIST
+networks used ReLU and sigmoid units in G and maxout with dropout in D; ours use ReLU or LeakyReLU(0.2)
+in G and LeakyReLU(0.2) in D. The 2D toy sizes follow VEEGAN (Srivastava et al., 2017) and PacGAN
+(Lin et al., 2018). Introduced in chapter 2 (toys); chapter 3 uses the same classes on MNIST.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _check_sample_shape(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class MLPGenerator(nn.Module):
-    """z [n, latent_dim] -> samples [n, *sample_shape] through ``len(hidden)`` ReLU layers.
+    """z [n, latent_dim] -> samples [n, *sample_shape] through ``len(hidden)`` ReLU (or, with ``leaky``,
+    LeakyReLU(0.2)) layers.
 
     Args:
         latent_dim: size of z.
