@@ -264,9 +264,18 @@ def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
     overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()
                  if getattr(args, option) is not None}  # fmt: skip
     try:
-        return recipes.preset(args.preset, **overrides)
+        recipe = recipes.preset(args.preset, **overrides)
     except ValueError as error:
         raise CommandLineError(str(error).replace("data='mnist'", "--data mnist")) from None
+    if recipe.loss == "wasserstein" and recipe.gp_weight is None and recipe.d_norm != "spectral":
+        raise CommandLineError(
+            f"--loss wasserstein needs a critic with a Lipschitz constraint, and preset {args.preset} has "
+            "none (no gradient penalty, no spectral norm), so its scores could grow without bound "
+            "(chapter 6). Use --loss hinge, or train WGAN-GP from Python: recipes.preset('dcgan-mnist', "
+            "loss='wasserstein', d_norm='none', gp_weight=10.0, d_steps=5, reuse_fakes=False, lr=1e-4, "
+            "betas=(0.0, 0.9))."
+        )
+    return recipe
 
 
 def load_data(recipe: recipes.Recipe) -> tuple[torch.Tensor, torch.Tensor | None, int, str]:

@@ -93,7 +93,11 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The seed of rank ``rank``'s random generators in a run seeded with ``seed``."""
+    """The seed of rank ``rank``'s random generators in a run seeded with ``seed``.
+
+    Rank 0 keeps ``seed`` itself, so a one-process run and rank 0 draw the same stream (its first
+    draws after re-seeding repeat those that initialised the weights, as in any one-process run that
+    seeds once); the other ranks are offset far apart, so no two ranks share a stream."""
     return seed + 1_000_003 * rank
 
 

@@ -613,8 +613,9 @@ def resume(
     if saved_world != world_size:
         raise ValueError(
             f"{path} was written by a run on {saved_world} process(es), and this one has {world_size}; the "
-            f"data slices and random streams differ between the two, so resume with "
-            f"torchrun --nproc_per_node={saved_world} (or without torchrun for 1), or start a new run."
+            f"data slices and random streams differ between the two, so resume with {saved_world} "
+            f"process(es) in all (under torchrun, --nnodes times --nproc_per_node; without torchrun for 1), "
+            f"or start a new run."
         )
     extra_modules, saved_extra = dict(extra_modules or {}), state.get("extra", {})
     if set(extra_modules) != set(saved_extra):

@@ -205,3 +205,19 @@ def test_train_refuses_a_seed_offset_it_would_not_record(tmp_path, capsys, monke
     assert main(["train", "--preset", "toy-baseline", "--steps", "2", "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset", ["toy-baseline", "dcgan-mnist"])
+def test_an_unconstrained_wasserstein_critic_is_refused_with_the_python_recipe(tmp_path, capsys, preset):
+    """No preset has a gradient penalty or spectral norm, and the command line cannot add either, so
+    --loss wasserstein alone would train a critic whose scores can grow without bound."""
+    out = tmp_path / "run"
+    argv = ["train", "--preset", preset, "--loss", "wasserstein", "--steps", "2", "--out", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "--loss wasserstein needs a critic with a Lipschitz constraint" in error
+    assert "gp_weight=10.0, d_steps=5" in error and "Traceback" not in error
+    assert not out.exists()
+    # the recipe the message gives is one recipes.preset accepts
+    assert recipes.preset("dcgan-mnist", loss="wasserstein", d_norm="none", gp_weight=10.0, d_steps=5,
+                          reuse_fakes=False, lr=1e-4, betas=(0.0, 0.9)).gp_weight == 10.0  # fmt: skip
