@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="self-conditioning (chapter 6): k-means clusters in place of labels",
     )
-    train.add_argument("--loss", choices=list(training.LOSSES))
+    train.add_argument("--loss", choices=list(training.LOSSES),
+                       help="wasserstein is refused: its critic needs a penalty set in Python")  # fmt: skip
     train.add_argument("--data", choices=recipes.DATASETS, help="mnist (auto source), ring or grid")
     train.add_argument("--reuse-fakes", action=argparse.BooleanOptionalAction, help="G scores D's fakes")
     train.add_argument("--lr-decay", action=argparse.BooleanOptionalAction, help="linear decay to 0")
@@ -268,11 +269,12 @@ def recipe_from_args(args: argparse.Namespace) -> recipes.Recipe:
     except ValueError as error:
         raise CommandLineError(str(error).replace("data='mnist'", "--data mnist")) from None
     if recipe.loss == "wasserstein" and recipe.gp_weight is None and recipe.d_norm != "spectral":
+        no_batchnorm = "" if recipe.model == "mlp" else "d_norm='none', "  # the MLP critics have none
         raise CommandLineError(
             f"--loss wasserstein needs a critic with a Lipschitz constraint, and preset {args.preset} has "
             "none (no gradient penalty, no spectral norm), so its scores could grow without bound "
-            "(chapter 6). Use --loss hinge, or train WGAN-GP from Python: recipes.preset('dcgan-mnist', "
-            "loss='wasserstein', d_norm='none', gp_weight=10.0, d_steps=5, reuse_fakes=False, lr=1e-4, "
+            f"(chapter 6). Use --loss hinge, or train WGAN-GP from Python: recipes.preset({args.preset!r}, "
+            f"loss='wasserstein', {no_batchnorm}gp_weight=10.0, d_steps=5, reuse_fakes=False, lr=1e-4, "
             "betas=(0.0, 0.9))."
         )
     return recipe

@@ -95,9 +95,9 @@ def rank_and_world() -> tuple[int, int]:
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s random generators in a run seeded with ``seed``.
 
-    Rank 0 keeps ``seed`` itself, so a one-process run and rank 0 draw the same stream (its first
-    draws after re-seeding repeat those that initialised the weights, as in any one-process run that
-    seeds once); the other ranks are offset far apart, so no two ranks share a stream."""
+    Rank 0 keeps ``seed``, so after re-seeding its first draws repeat those that initialised the
+    weights (a one-process run does not re-seed, and continues past them); the other ranks are offset
+    far apart, so no two ranks share a stream."""
     return seed + 1_000_003 * rank
 
 
