@@ -4,9 +4,10 @@ Usage (from the repository root, after `make venv`):
     .venv/bin/python benchmarks/toy_modes.py --seeds 10 --workers 2
 
 Trains every recipe in ``RECIPES`` (chapter 2's baseline and R1 + LR decay, chapter 6's
-R1 + LR decay + EMA), or those named by ``--recipes``, on the ring and the grid for each seed,
-evaluates 2,500 samples with the VEEGAN/PacGAN protocol, and prints the table: modes captured,
-% high-quality samples, KL(mode histogram || uniform) and seconds per run, as mean ± std.
+R1 + LR decay + EMA and its self-conditioned version), or those named by ``--recipes``, on the ring
+and the grid for each seed, evaluates 2,500 samples with the VEEGAN/PacGAN protocol, and prints the
+table: modes captured, % high-quality samples, KL(mode histogram || uniform) and seconds per run, as
+mean ± std.
 The raw rows and the table go to benchmarks/results/toy_modes.json, which chapter 2 displays.
 Each worker process uses one thread; --workers 2 suits a 2-core machine.
 """
@@ -26,7 +27,12 @@ from gan_utils import data, recipes, runtime, toys
 
 RESULTS = Path(__file__).resolve().parent / "results" / "toy_modes.json"
 RECIPES = {
-    recipe.name: recipe for recipe in (toys.BASELINE, toys.STABLE, recipes.PRESETS["toy-r1-decay-ema"])
+    recipe.name: recipe
+    for recipe in (
+        toys.BASELINE,
+        toys.STABLE,
+        *(recipes.PRESETS[n] for n in ("toy-r1-decay-ema", "toy-self-conditioned")),
+    )
 }
 MIXTURES = {"ring": data.ring, "grid": data.grid}
 

@@ -50,7 +50,7 @@ OVERRIDES = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "lr_d": "
              "data": "data", "reuse_fakes": "reuse_fakes", "lr_decay": "lr_decay", "ema_decay": "ema_decay",
              "augment": "augment", "precision": "precision", "sync_batchnorm": "sync_batchnorm",
              "generator_width": "generator_width", "discriminator_width": "discriminator_width",
-             "r1_gamma": "r1_gamma", "clusters": "clusters"}  # fmt: skip
+             "r1_gamma": "r1_gamma", "clusters": "clusters", "conditioning": "conditioning"}  # fmt: skip
 
 
 class CommandLineError(Exception):
@@ -163,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clusters",
         type=positive_int,
         help="self-conditioning (chapter 6): k-means clusters in place of labels",
+    )
+    train.add_argument(
+        "--conditioning",
+        choices=models.DISCRIMINATOR_CONDITIONINGS,
+        help="how a conditional D sees the label (chapter 8): projection or concat",
     )
     train.add_argument("--loss", choices=list(training.LOSSES),
                        help="wasserstein is refused: its critic needs a penalty set in Python")  # fmt: skip
@@ -590,7 +595,7 @@ def generator_from(source: str) -> torch.nn.Module:
         G = pretrained.generator_from_checkpoint(folder / CHECKPOINT_NAME, G)
         if recipe.clusters:  # self-conditioned (chapter 6): the cluster sizes the run recorded
             try:
-                G = models.SelfConditionedGenerator.around(G, config["cluster_sizes"]).eval()
+                G = models.self_conditioned(G, config["cluster_sizes"]).eval()
             except (KeyError, TypeError, ValueError) as error:
                 raise CommandLineError(
                     f"the checkpoint in {folder} lacks usable cluster sizes ({error}); retrain it with this "

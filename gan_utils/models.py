@@ -479,53 +479,117 @@ def cdcgan_mnist_discriminator(
     return D.apply(init_weights)
 
 
-# ----------------------------------------------------------------------------- self-conditioned DCGAN
+class ConditionalMLPGenerator(nn.Module):
+    """(z [n, latent_dim], y [n]) -> samples [n, *sample_shape]: chapter 2's toy `MLPGenerator` told which
+    class to draw (chapter 6: which k-means cluster of the training points). As in
+    `ConditionalDCGANGenerator`, y enters as a learned embedding of size ``embedding_dim`` next to z."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        sample_shape: tuple[int, ...],
+        n_classes: int,
+        embedding_dim: int = 8,
+        hidden: tuple[int, ...] = (128, 128, 128),
+    ) -> None:
+        super().__init__()
+        self.latent_dim = check_count(latent_dim, "latent_dim")
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        embedding_dim = check_count(embedding_dim, "embedding_dim")
+        self.embedding = nn.Embedding(self.n_classes, embedding_dim)
+        self.body = MLPGenerator(self.latent_dim + embedding_dim, sample_shape, hidden)
+        self.sample_shape = self.body.sample_shape
+        self.config = {"latent_dim": self.latent_dim, "sample_shape": list(self.sample_shape),
+                       "n_classes": self.n_classes, "embedding_dim": embedding_dim,
+                       "hidden": self.body.config["hidden"]}  # fmt: skip
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_latent(z, self.latent_dim, self)
+        check_labels(y, len(z), self.n_classes)
+        return self.body(torch.cat([z, self.embedding(y.long())], dim=1))
+
+
+class ConditionalMLPDiscriminator(nn.Module):
+    """(samples [n, *sample_shape], y [n]) -> logits [n]: chapter 2's toy `MLPDiscriminator` told which class
+    to expect, the same two ways as `ConditionalDCGANDiscriminator`: "projection",
+    l(x, y) = psi(phi(x)) + v_y . phi(x) with phi the last hidden layer (Miyato & Koyama, 2018; v_y starts
+    at zero, so D starts unconditional), or "concat", a one-hot y next to the flattened sample."""
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        n_classes: int,
+        hidden: tuple[int, ...] = (128, 128),
+        conditioning: str = "projection",
+    ) -> None:
+        super().__init__()
+        if conditioning not in DISCRIMINATOR_CONDITIONINGS:
+            raise ValueError(
+                f"conditioning must be one of {DISCRIMINATOR_CONDITIONINGS}, got {conditioning!r}."
+            )
+        if not hidden:
+            raise ValueError("a conditional MLP discriminator needs at least one hidden layer (phi).")
+        self.sample_shape = _check_sample_shape(sample_shape)
+        self.n_classes = check_count(n_classes, "n_classes", minimum=2)
+        self.conditioning = conditioning
+        extra = self.n_classes if conditioning == "concat" else 0
+        body = MLPDiscriminator((math.prod(self.sample_shape) + extra,), hidden).net
+        self.features, self.head = body[:-1], body[-1]  # phi: the last hidden layer; psi: one logit
+        self.embedding = None
+        if conditioning == "projection":
+            self.embedding = nn.Embedding(self.n_classes, self.head.in_features)
+            nn.init.zeros_(self.embedding.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_samples(x, self.sample_shape, self)
+        check_labels(y, len(x), self.n_classes)
+        y, x = y.long(), x.flatten(start_dim=1)
+        if self.conditioning == "concat":
+            x = torch.cat([x, nn.functional.one_hot(y, self.n_classes).to(x.dtype)], dim=1)
+        phi = self.features(x)
+        logits = self.head(phi).view(-1)
+        if self.embedding is not None:
+            logits = logits + (self.embedding(y) * phi).sum(dim=1)
+        return logits
+
+
+# ----------------------------------------------------------------------------- self-conditioned generators
 # Chapter 6. Liu et al. (2020) condition a GAN on clusters of its own training data instead of labels.
 # Trained, it is a conditional G over k clusters; shipped, it is an unconditional generator again.
 
 
-class SelfConditionedGenerator(nn.Module):
-    """z [n, latent_dim] -> images: a conditional G over k clusters that draws each sample's cluster from z.
+def _check_cluster_sizes(cluster_sizes: list[int]) -> torch.Tensor:
+    sizes = torch.as_tensor(cluster_sizes)
+    if sizes.ndim != 1 or len(sizes) < 2 or sizes.is_floating_point() or not bool((sizes > 0).all()):
+        raise ValueError(
+            f"cluster_sizes must list at least two positive whole numbers (training samples per cluster), "
+            f"got {cluster_sizes!r}."
+        )
+    return sizes.long()
 
-    The first ``latent_dim - 1`` coordinates of z are the conditional G's noise. The last one picks the
-    cluster: cluster c when it lies between the standard normal quantiles of the cumulative cluster
-    frequencies, Phi^-1(F_{c-1}) <= z_last < Phi^-1(F_c), which happens with probability
-    F_c - F_{c-1}, the cluster's share of the training set. So ``G(torch.randn(n, G.latent_dim))`` is
-    a sample of the mixture, and the book's unconditional tools (metrics, explorers) use it unchanged.
-    Along the last coordinate the image jumps where the cluster changes; along the others it is as
-    smooth as any DCGAN's.
-    """
 
-    def __init__(
-        self,
-        cluster_sizes: list[int],
-        latent_dim: int = 64,
-        embedding_dim: int = 16,
-        channels: int = 1,
-        width: int = 64,
-        image_size: int = 28,
-    ) -> None:
-        super().__init__()
-        sizes = torch.as_tensor(cluster_sizes)
-        if sizes.ndim != 1 or len(sizes) < 2 or sizes.is_floating_point() or not bool((sizes > 0).all()):
-            raise ValueError(
-                f"cluster_sizes must list at least two positive whole numbers (training images per cluster), "
-                f"got {cluster_sizes!r}."
-            )
-        self.conditional = ConditionalDCGANGenerator(latent_dim, len(sizes), embedding_dim, channels, width,
-                                                     image_size)  # fmt: skip
-        self.register_buffer("cluster_sizes", sizes.long())  # an integer buffer: exact in a float16 file
-        self.latent_dim, self.image_size = latent_dim + 1, image_size
-        self.sample_shape = self.conditional.sample_shape
-        self.config = {"cluster_sizes": sizes.tolist(), **self.conditional.config}
+class _DrawsClusterFromZ(nn.Module):
+    """What both self-conditioned generators share: z's last coordinate picks the cluster (see
+    `SelfConditionedGenerator`), the rest is the conditional G's noise."""
+
+    wraps: type[nn.Module]  # the conditional generator class inside
+    conditional: nn.Module
+    cluster_sizes: torch.Tensor
+
+    def _keep(self, conditional: nn.Module, sizes: torch.Tensor) -> None:
+        self.conditional = conditional
+        self.register_buffer("cluster_sizes", sizes)  # an integer buffer: exact in a float16 file
+        self.latent_dim = conditional.latent_dim + 1
+        self.sample_shape = conditional.sample_shape
+        self.config = {"cluster_sizes": sizes.tolist(), **conditional.config}
         del self.config["n_classes"]
 
     @classmethod
-    def around(cls, G: ConditionalDCGANGenerator, cluster_sizes: list[int]) -> SelfConditionedGenerator:
+    def around(cls, G: nn.Module, cluster_sizes: list[int]) -> _DrawsClusterFromZ:
         """Wrap a trained conditional G whose classes are the clusters (a copy of its weights)."""
-        if not isinstance(G, ConditionalDCGANGenerator) or G.n_classes != len(cluster_sizes):
+        if not isinstance(G, cls.wraps) or G.n_classes != len(cluster_sizes):
             raise ValueError(
-                f"need a ConditionalDCGANGenerator with one class per cluster ({len(cluster_sizes)}), got "
+                f"need a {cls.wraps.__name__} with one class per cluster ({len(cluster_sizes)}), got "
                 f"{type(G).__name__} with {getattr(G, 'n_classes', None)} classes."
             )
         config = {key: value for key, value in G.config.items() if key != "n_classes"}
@@ -551,3 +615,65 @@ class SelfConditionedGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.conditional(z[:, :-1], self.clusters_of(z))
+
+
+class SelfConditionedGenerator(_DrawsClusterFromZ):
+    """z [n, latent_dim] -> images: a conditional G over k clusters that draws each sample's cluster from z.
+
+    The first ``latent_dim - 1`` coordinates of z are the conditional G's noise. The last one picks the
+    cluster: cluster c when it lies between the standard normal quantiles of the cumulative cluster
+    frequencies, Phi^-1(F_{c-1}) <= z_last < Phi^-1(F_c), which happens with probability
+    F_c - F_{c-1}, the cluster's share of the training set. So ``G(torch.randn(n, G.latent_dim))`` is
+    a sample of the mixture, and the book's unconditional tools (metrics, explorers) use it unchanged.
+    Along the last coordinate the image jumps where the cluster changes; along the others it is as
+    smooth as any DCGAN's.
+    """
+
+    wraps = ConditionalDCGANGenerator
+
+    def __init__(
+        self,
+        cluster_sizes: list[int],
+        latent_dim: int = 64,
+        embedding_dim: int = 16,
+        channels: int = 1,
+        width: int = 64,
+        image_size: int = 28,
+    ) -> None:
+        super().__init__()
+        sizes = _check_cluster_sizes(cluster_sizes)
+        inner = ConditionalDCGANGenerator(latent_dim, len(sizes), embedding_dim, channels, width, image_size)
+        self._keep(inner, sizes)
+        self.image_size = image_size
+
+
+class SelfConditionedMLPGenerator(_DrawsClusterFromZ):
+    """z [n, latent_dim] -> points: chapter 6's self-conditioning on the 2D toys, a `ConditionalMLPGenerator`
+    over k clusters whose cluster z's last coordinate picks, as in `SelfConditionedGenerator`."""
+
+    wraps = ConditionalMLPGenerator
+
+    def __init__(
+        self,
+        cluster_sizes: list[int],
+        latent_dim: int,
+        sample_shape: tuple[int, ...],
+        embedding_dim: int = 8,
+        hidden: tuple[int, ...] = (128, 128, 128),
+    ) -> None:
+        super().__init__()
+        sizes = _check_cluster_sizes(cluster_sizes)
+        self._keep(
+            ConditionalMLPGenerator(latent_dim, sample_shape, len(sizes), embedding_dim, hidden), sizes
+        )
+
+
+def self_conditioned(G: nn.Module, cluster_sizes: list[int]) -> _DrawsClusterFromZ:
+    """The self-conditioned generator around a trained conditional G over clusters (a DCGAN or a toy MLP)."""
+    for wrapper in (SelfConditionedGenerator, SelfConditionedMLPGenerator):
+        if isinstance(G, wrapper.wraps):
+            return wrapper.around(G, cluster_sizes)
+    raise ValueError(
+        "need a ConditionalDCGANGenerator or ConditionalMLPGenerator trained on clusters, got "
+        f"{type(G).__name__}."
+    )

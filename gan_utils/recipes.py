@@ -62,8 +62,9 @@ class Recipe:
     precision: str = "float32"  # "bfloat16": forward passes under autocast (train_step's precision)
     sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over all ranks (distributed.py)
     conditioning: str = "projection"  # cdcgan only: how D sees the label, "projection" or "concat"
-    # self-conditioning (Liu et al., 2020), dcgan only: train chapter 8's conditional models on k pixel
-    # k-means clusters of the training set (`cluster_ids`), then sample clusters from z (`sampling_generator`)
+    # self-conditioning (Liu et al., 2020), DCGAN or toy MLP: train conditional models (chapter 8's, or
+    # `models.ConditionalMLPGenerator` on the toys) on k k-means clusters of the training set
+    # (`cluster_ids`), then sample clusters from z (`sampling_generator`)
     clusters: int | None = None
 
     def __post_init__(self) -> None:
@@ -116,9 +117,10 @@ class Recipe:
             )
         if self.clusters is not None:
             object.__setattr__(self, "clusters", check_count(self.clusters, "clusters", minimum=2))
-            if self.model != "dcgan":
+            if not (self.model == "dcgan" or self.model == "mlp" and self.data != "mnist"):
                 raise ValueError(
-                    "clusters label images by k-means in place of class labels: use it with model='dcgan'."
+                    "clusters label the training set by k-means in place of class labels: use it with "
+                    "model='dcgan', or model='mlp' on the ring or the grid."
                 )
         conditioned = self.conditional or self.clusters
         if not conditioned and self.conditioning != Recipe.__dataclass_fields__["conditioning"].default:
@@ -184,14 +186,15 @@ class Recipe:
         return BatchIterator(*[t.to(device) for t in tensors], batch_size=self.batch_size, drop_last=True)
 
     def cluster_ids(self, samples: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Self-conditioning: the cluster of each image of `training_set`, by `stabilisers.pixel_kmeans`
-        with ``clusters`` centres (seed 0, so every run and its resumption sees the same clusters)."""
+        """Self-conditioning: the cluster of each sample (image, or toy point) of `training_set`, by
+        `stabilisers.pixel_kmeans` with ``clusters`` centres (seed 0, so every run and its resumption
+        sees the same clusters)."""
         if not self.clusters:
             raise ValueError(f"recipe {self.name!r} has no clusters; set clusters=k to self-condition it.")
         images = self.training_set(samples, labels)
         if self.clusters > len(images):
             raise ValueError(
-                f"clusters={self.clusters} exceeds the {len(images)} training images; use fewer clusters."
+                f"clusters={self.clusters} exceeds the {len(images)} training samples; use fewer clusters."
             )
         ids = stabilisers.pixel_kmeans(images, self.clusters)
         empty = self.clusters - len(ids.unique())
@@ -205,15 +208,16 @@ class Recipe:
         self, G: nn.Module, samples: torch.Tensor, labels: torch.Tensor | None = None
     ) -> nn.Module:
         """The generator to sample and ship from a trained (or averaged) G: G itself, or, when the recipe
-        self-conditions, G inside a `models.SelfConditionedGenerator` that draws each sample's cluster
-        from z with the cluster's share of the training set. G's BatchNorm statistics are kept: an EMA's
-        were recomputed over every cluster equally (`stabilisers.GeneratorEMA`); recomputing them for the
-        clusters' shares scored lower in chapter 5's metrics (density 0.756 against 0.777, one seed of
-        30 clusters; the performance appendix has the runs)."""
+        self-conditions, G inside a `models.SelfConditionedGenerator` (a toy's:
+        `models.SelfConditionedMLPGenerator`) that draws each sample's cluster from z with the cluster's
+        share of the training set. G's BatchNorm statistics are kept: an EMA's were recomputed over every
+        cluster equally (`stabilisers.GeneratorEMA`); recomputing them for the clusters' shares scored
+        lower in chapter 5's metrics (density 0.756 against 0.777, one seed of 30 clusters; the
+        performance appendix has the runs)."""
         if not self.clusters:
             return G
         sizes = torch.bincount(self.cluster_ids(samples, labels), minlength=self.clusters).tolist()
-        return models.SelfConditionedGenerator.around(G, sizes).eval()
+        return models.self_conditioned(G, sizes).eval()
 
     def with_overrides(self, **overrides) -> Recipe:
         """A copy with some settings changed; unknown names are refused with the list of known ones."""
@@ -232,7 +236,14 @@ class Recipe:
         """Freshly initialised G and D on ``device`` (checked by `runtime.resolve_device`), in the recipe's
         memory format."""
         device = resolve_device(device)
-        if self.clusters:
+        if self.clusters and self.model == "mlp":  # chapter 6's self-conditioned toys
+            G = models.ConditionalMLPGenerator(
+                self.latent_dim, (2,), self.clusters, hidden=self.generator_hidden
+            )
+            D = models.ConditionalMLPDiscriminator(
+                (2,), self.clusters, self.discriminator_hidden, self.conditioning
+            )
+        elif self.clusters:
             G = models.cdcgan_mnist_generator(self.generator_width, n_classes=self.clusters)
             D = models.cdcgan_mnist_discriminator(self.discriminator_width, self.conditioning, self.d_norm,
                                                   n_classes=self.clusters)  # fmt: skip
@@ -303,6 +314,10 @@ PRESETS: dict[str, Recipe] = {
     # Chapter 6 revisits the grid with an EMA of G on top of R1 + LR decay.
     "toy-r1-decay-ema": _TOY.with_overrides(name="R1 + LR decay + EMA", r1_gamma=0.1, lr_decay=True,
                                             ema_decay=0.999),
+    # ... and with self-conditioning on 50 k-means clusters of the training points, more than the modes,
+    # so that no cluster straddles two of them (with 25, k-means can merge two modes into one cluster).
+    "toy-self-conditioned": _TOY.with_overrides(name="self-conditioned + R1 + LR decay + EMA", r1_gamma=0.1,
+                                                lr_decay=True, ema_decay=0.999, clusters=50),
     # Chapter 3's MNIST MLPs (the shipped mlp-mnist comes from mlp-mnist-stable, below).
     "mlp-mnist": Recipe(name="mlp-mnist", model="mlp", data="mnist", steps=3000),
     # Chapter 4's 28x28 DCGAN (shipped as dcgan-mnist-baseline).

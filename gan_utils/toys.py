@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from gan_utils import metrics, recipes, training
+from gan_utils import metrics, models, recipes, training
 from gan_utils.data import BatchIterator, GaussianMixture2D, check_mixture
 from gan_utils.runtime import sample, seed_offset, set_seed
 
@@ -61,8 +61,15 @@ def train_toy_gan(
     mixture = check_mixture(mixture, "train_toy_gan(recipe, mixture, seed)")
     steps = recipe.steps if steps is None else steps
     set_seed(seed)
-    data = BatchIterator(mixture.sample(50_000), batch_size=recipe.batch_size)
     recipe = recipe.with_overrides(data=mixture.name, steps=steps)
+    points = mixture.sample(50_000)
+    # self-conditioned (chapter 6): full batches of (point, cluster), as `recipe.batches` gives them; the
+    # k-means runs once here, as it is the slowest part of a short run
+    clusters = recipe.cluster_ids(points) if recipe.clusters else None
+    if clusters is None:
+        data = BatchIterator(points, batch_size=recipe.batch_size)
+    else:
+        data = BatchIterator(points, clusters, batch_size=recipe.batch_size, drop_last=True)
     G, D = recipe.build_models()
     opt_G, opt_D = recipe.optimisers(G, D)
     ema = recipe.ema(G)  # chapter 6: with an EMA, the averaged generator is the one evaluated
@@ -73,6 +80,8 @@ def train_toy_gan(
     )
     seconds = time.perf_counter() - start
     G = ema.generator if ema else G
+    if clusters is not None:  # what `recipe.sampling_generator` returns: G drawing its cluster from z
+        G = models.self_conditioned(G, torch.bincount(clusters, minlength=recipe.clusters).tolist()).eval()
     result = metrics.toy_mode_metrics(sample_generator(G, seed=seed), mixture)
     # the seed the run really used: set_seed adds GAN_BOOK_SEED_OFFSET, when a reader sets it
     return ToyRun(recipe, mixture.name, seed + seed_offset(), steps, G, D, history, result, seconds)

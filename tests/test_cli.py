@@ -116,6 +116,39 @@ def test_a_self_conditioned_run_samples_and_exports_as_an_unconditional_generato
     assert isinstance(G, models.SelfConditionedGenerator) and sum(G.cluster_sizes.tolist()) == 4000
 
 
+def test_the_conditioning_option_trains_chapter_8s_concatenation_discriminator(tmp_path, capsys):
+    out = tmp_path / "concat"
+    small = ["--steps", "2", "--batch-size", "16", "--generator-width", "8", "--discriminator-width", "8",
+             "--no-progress"]  # fmt: skip
+    assert (
+        main(["train", "--preset", "cdcgan-mnist", "--conditioning", "concat", *small, "--out", str(out)])
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["overrides"]["conditioning"] == "concat"
+    D = checkpoints.load_checkpoint(out / "checkpoint.pt")["D"]
+    # concatenation: ten one-hot planes beside the image's channel, and no projection vectors
+    assert D["features.0.weight"].shape[1] == 1 + 10 and "embedding.weight" not in D
+    # an unconditional D has no label to see: refused before anything is written
+    refused = tmp_path / "refused"
+    assert (
+        main(["train", "--preset", "dcgan-mnist", "--conditioning", "concat", *small, "--out", str(refused)])
+        == 2
+    )
+    assert "use it with model='cdcgan' (or clusters)" in capsys.readouterr().err and not refused.exists()
+
+
+def test_a_self_conditioned_toy_run_loads_as_an_unconditional_generator(tmp_path):
+    from gan_utils import models
+    from gan_utils.__main__ import generator_from
+
+    out = tmp_path / "grid"
+    args = ["--preset", "toy-self-conditioned", "--data", "grid", "--steps", "3", "--no-progress"]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    G = generator_from(str(out))
+    assert isinstance(G, models.SelfConditionedMLPGenerator) and sum(G.cluster_sizes.tolist()) == 50_000
+    assert G(torch.randn(4, G.latent_dim)).shape == (4, 2)
+
+
 def test_sample_writes_a_grid_from_a_shipped_generator(tmp_path):
     from PIL import Image
 

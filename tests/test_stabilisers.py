@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_utils import data, models, recipes, stabilisers, training
+from gan_utils import data, models, recipes, stabilisers, toys, training
 from gan_utils.runtime import sample
 
 
@@ -332,6 +332,48 @@ def test_a_self_conditioned_recipe_trains_conditional_models_on_cluster_ids_and_
     assert sample(run.G, torch.randn(3, run.G.latent_dim)).shape == (3, 1, 28, 28)
 
 
+def test_the_conditional_toy_discriminator_matches_its_formulas_by_hand():
+    torch.manual_seed(0)
+    D = models.ConditionalMLPDiscriminator((2,), n_classes=3, hidden=(4,))
+    with torch.no_grad():
+        D.embedding.weight.copy_(torch.arange(12.0).view(3, 4) / 10)
+    x, y = torch.tensor([[0.5, -1.0], [2.0, 0.25]]), torch.tensor([2, 0])
+    phi = nn.functional.leaky_relu(x @ D.features[0].weight.T + D.features[0].bias, 0.2)
+    unconditional = phi @ D.head.weight[0] + D.head.bias[0]
+    by_hand = unconditional + (D.embedding.weight[y] * phi).sum(1)  # psi(phi(x)) + v_y . phi(x)
+    torch.testing.assert_close(D(x, y), by_hand)
+    assert not torch.allclose(D(x, y), unconditional)
+    # concatenation: the one-hot label is three more inputs of the first layer
+    concat = models.ConditionalMLPDiscriminator((2,), n_classes=3, hidden=(4,), conditioning="concat")
+    assert concat.features[0].in_features == 2 + 3 and concat.embedding is None
+    one_hot = nn.functional.one_hot(y, 3).float()
+    torch.testing.assert_close(
+        concat(x, y), concat.head(concat.features(torch.cat([x, one_hot], 1))).view(-1)
+    )
+    with pytest.raises(ValueError, match="class labels must lie in 0..2"):
+        D(x, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="this model is conditional"):
+        D(x)
+
+
+def test_the_self_conditioned_toy_recipe_trains_on_clusters_that_never_straddle_two_modes():
+    recipe = recipes.preset("toy-self-conditioned")
+    mixture = data.grid()
+    torch.manual_seed(0)
+    points = mixture.sample(20_000)
+    clusters = recipe.with_overrides(data="grid").cluster_ids(points)
+    modes = torch.cdist(points, mixture.means).argmin(1)
+    # 50 clusters over 25 modes: every cluster lies inside one mode, and every mode has a cluster
+    assert all(len(modes[clusters == c].unique()) == 1 for c in range(50))
+    assert len(modes.unique()) == 25
+    run = toys.train_toy_gan(recipe, mixture, seed=0, steps=3)
+    assert isinstance(run.G, models.SelfConditionedMLPGenerator) and run.G.latent_dim == 3
+    assert run.G.cluster_sizes.sum() == 50_000 and len(run.G.cluster_sizes) == 50
+    assert toys.sample_generator(run.G, n=5).shape == (5, 2) and not models.is_conditional(run.G)
+    with pytest.raises(ValueError, match="model='mlp' on the ring or the grid"):
+        recipes.preset("mlp-mnist", clusters=10)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -344,7 +386,7 @@ def test_a_bad_cluster_setting_is_refused_in_one_line(overrides, message):
         recipes.preset("dcgan-mnist-self-conditioned", **overrides)
     with pytest.raises(ValueError, match="has no clusters"):
         recipes.preset("dcgan-mnist").cluster_ids(torch.zeros(4, 1, 28, 28))
-    with pytest.raises(ValueError, match="exceeds the 4 training images"):
+    with pytest.raises(ValueError, match="exceeds the 4 training samples"):
         recipes.preset("dcgan-mnist-self-conditioned", clusters=5, held_out_per_class=0).cluster_ids(
             torch.zeros(4, 1, 28, 28)
         )
