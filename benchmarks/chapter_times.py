@@ -38,7 +38,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 REPO = Path(__file__).resolve().parents[1]
 AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                 "MKL_ENABLE_INSTRUCTIONS": "AVX2"}  # fmt: skip
-BUDGET_SECONDS = {  # DESIGN.md section 5, full mode; quick mode is 45 s for every chapter
+BUDGET_SECONDS = {  # the design's full-mode budgets; quick mode is 45 s for every chapter
     "00_getting_started": 60,
     "01_objective": 60,
     "02_toy_dynamics": 240,
