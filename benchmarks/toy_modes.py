@@ -8,7 +8,7 @@ R1 + LR decay + EMA and its self-conditioned version), or those named by ``--rec
 and the grid for each seed, evaluates 2,500 samples with the VEEGAN/PacGAN protocol, and prints the
 table: modes captured, % high-quality samples, KL(mode histogram || uniform) and seconds per run, as
 mean ± std.
-The raw rows and the table go to benchmarks/results/toy_modes.json, which chapter 2 displays.
+The raw rows and the table go to benchmarks/results/toy_modes.json, which chapters 2 and 6 display.
 Each worker process uses one thread; --workers 2 suits a 2-core machine.
 """
 

@@ -568,7 +568,7 @@ def _check_cluster_sizes(cluster_sizes: list[int]) -> torch.Tensor:
     return sizes.long()
 
 
-class _DrawsClusterFromZ(nn.Module):
+class DrawsClusterFromZ(nn.Module):
     """What both self-conditioned generators share: z's last coordinate picks the cluster (see
     `SelfConditionedGenerator`), the rest is the conditional G's noise."""
 
@@ -585,7 +585,7 @@ class _DrawsClusterFromZ(nn.Module):
         del self.config["n_classes"]
 
     @classmethod
-    def around(cls, G: nn.Module, cluster_sizes: list[int]) -> _DrawsClusterFromZ:
+    def around(cls, G: nn.Module, cluster_sizes: list[int]) -> DrawsClusterFromZ:
         """Wrap a trained conditional G whose classes are the clusters (a copy of its weights)."""
         if not isinstance(G, cls.wraps) or G.n_classes != len(cluster_sizes):
             raise ValueError(
@@ -617,7 +617,7 @@ class _DrawsClusterFromZ(nn.Module):
         return self.conditional(z[:, :-1], self.clusters_of(z))
 
 
-class SelfConditionedGenerator(_DrawsClusterFromZ):
+class SelfConditionedGenerator(DrawsClusterFromZ):
     """z [n, latent_dim] -> images: a conditional G over k clusters that draws each sample's cluster from z.
 
     The first ``latent_dim - 1`` coordinates of z are the conditional G's noise. The last one picks the
@@ -647,7 +647,7 @@ class SelfConditionedGenerator(_DrawsClusterFromZ):
         self.image_size = image_size
 
 
-class SelfConditionedMLPGenerator(_DrawsClusterFromZ):
+class SelfConditionedMLPGenerator(DrawsClusterFromZ):
     """z [n, latent_dim] -> points: chapter 6's self-conditioning on the 2D toys, a `ConditionalMLPGenerator`
     over k clusters whose cluster z's last coordinate picks, as in `SelfConditionedGenerator`."""
 
@@ -668,7 +668,7 @@ class SelfConditionedMLPGenerator(_DrawsClusterFromZ):
         )
 
 
-def self_conditioned(G: nn.Module, cluster_sizes: list[int]) -> _DrawsClusterFromZ:
+def self_conditioned(G: nn.Module, cluster_sizes: list[int]) -> DrawsClusterFromZ:
     """The self-conditioned generator around a trained conditional G over clusters (a DCGAN or a toy MLP)."""
     for wrapper in (SelfConditionedGenerator, SelfConditionedMLPGenerator):
         if isinstance(G, wrapper.wraps):

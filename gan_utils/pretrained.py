@@ -35,6 +35,8 @@ ARCHITECTURES = {
     "DCGANGenerator": models.DCGANGenerator,
     "ConditionalDCGANGenerator": models.ConditionalDCGANGenerator,
     "SelfConditionedGenerator": models.SelfConditionedGenerator,  # chapter 6's shipped dcgan-mnist
+    "ConditionalMLPGenerator": models.ConditionalMLPGenerator,  # chapter 6's self-conditioned toys
+    "SelfConditionedMLPGenerator": models.SelfConditionedMLPGenerator,
     "MNISTClassifier": classifier.MNISTClassifier,
     "UNetGenerator": image_to_image.UNetGenerator,  # chapter 9's super-resolution
     "CycleGAN": image_to_image.CycleGAN,  # chapter 9: both generators of a CycleGAN

@@ -61,7 +61,7 @@ class Recipe:
     held_out_per_class: int = 0  # MNIST: digits of each class kept out of training (see training_set)
     precision: str = "float32"  # "bfloat16": forward passes under autocast (train_step's precision)
     sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over all ranks (distributed.py)
-    conditioning: str = "projection"  # cdcgan only: how D sees the label, "projection" or "concat"
+    conditioning: str = "projection"  # cdcgan or clusters: how D sees the label, "projection" or "concat"
     # self-conditioning (Liu et al., 2020), DCGAN or toy MLP: train conditional models (chapter 8's, or
     # `models.ConditionalMLPGenerator` on the toys) on k k-means clusters of the training set
     # (`cluster_ids`), then sample clusters from z (`sampling_generator`)

@@ -8,7 +8,8 @@ Each one plugs in where it acts, so the step never grows a flag:
     - an EMA of G's weights is a callback (`GeneratorEMA`);
     - differentiable augmentation wraps D (`DiffAugment`), so both players see augmented images;
     - self-conditioning swaps the models for conditional ones and labels the data with clusters of
-      itself (`pixel_kmeans`, `models.SelfConditionedGenerator`, `recipes.Recipe.clusters`).
+      itself (`pixel_kmeans`, `models.SelfConditionedGenerator` for images and
+      `models.SelfConditionedMLPGenerator` for the 2D toys, `recipes.Recipe.clusters`).
 
 Papers: Gulrajani et al. (2017) for the gradient penalty; Heusel et al. (2017) for TTUR;
 Yazıcı et al. (2019) for the EMA of G; Zhao et al. (2020) for DiffAugment; Liu et al. (2020) for
@@ -132,7 +133,7 @@ def generator_state(averaged_state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def pixel_kmeans(images: torch.Tensor, k: int, seed: int = 0, iterations: int = 100) -> torch.Tensor:
     """The cluster index [n] of each image: k-means on raw pixels (k-means++ start from ``seed``, then
-    ``iterations`` Lloyd steps).
+    ``iterations`` Lloyd steps). Any float samples [n, ...] work, the 2D toys' points too.
 
     Liu et al. (2020) cluster the discriminator's features and re-cluster as training goes; the
     book clusters pixels once, before training, which needs no schedule and no model. The same

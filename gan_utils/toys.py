@@ -1,7 +1,7 @@
-"""The toy experiments of chapter 2 as named recipes, shared by the chapter and the benchmark.
+"""The toy experiments of chapters 2 and 6 as named recipes, shared by the chapters and the benchmark.
 
-`benchmarks/toy_modes.py` runs these recipes over 10 seeds; chapter 2 runs them live for one seed
-and shows the benchmark's table. Both call `train_toy_gan`, so the two can never disagree on what a
+`benchmarks/toy_modes.py` runs these recipes over 10 seeds; chapters 2 and 6 run them live for one
+seed and show the benchmark's table. Both call `train_toy_gan`, so the two can never disagree on what a
 recipe is.
 """
 

@@ -347,13 +347,54 @@ def test_the_conditional_toy_discriminator_matches_its_formulas_by_hand():
     concat = models.ConditionalMLPDiscriminator((2,), n_classes=3, hidden=(4,), conditioning="concat")
     assert concat.features[0].in_features == 2 + 3 and concat.embedding is None
     one_hot = nn.functional.one_hot(y, 3).float()
-    torch.testing.assert_close(
-        concat(x, y), concat.head(concat.features(torch.cat([x, one_hot], 1))).view(-1)
-    )
+    first, head = concat.features[0], concat.head
+    hidden = nn.functional.leaky_relu(torch.cat([x, one_hot], 1) @ first.weight.T + first.bias, 0.2)
+    torch.testing.assert_close(concat(x, y), hidden @ head.weight[0] + head.bias[0])
+    # a fresh projection D starts unconditional: v_y = 0
+    fresh = models.ConditionalMLPDiscriminator((2,), n_classes=3, hidden=(4,))
+    torch.testing.assert_close(fresh(x, y), fresh(x, torch.tensor([0, 1])))
     with pytest.raises(ValueError, match="class labels must lie in 0..2"):
         D(x, torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="this model is conditional"):
         D(x)
+
+
+def test_the_conditional_toy_generator_joins_a_class_embedding_to_z():
+    torch.manual_seed(0)
+    G = models.ConditionalMLPGenerator(2, (2,), n_classes=4, embedding_dim=3, hidden=(5,))
+    z, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 3, 3, 0])
+    by_hand = G.body.net(torch.cat([z, G.embedding.weight[y]], 1))
+    torch.testing.assert_close(G(z, y), by_hand)
+    assert G.config == {
+        "latent_dim": 2,
+        "sample_shape": [2],
+        "n_classes": 4,
+        "embedding_dim": 3,
+        "hidden": [5],
+    }
+    with pytest.raises(ValueError, match="class labels must lie in 0..3"):
+        G(z, torch.full((6,), 4))
+    with pytest.raises(ValueError, match="this model is conditional"):
+        G(z)
+    with pytest.raises(ValueError, match="need a ConditionalDCGANGenerator or ConditionalMLPGenerator"):
+        models.self_conditioned(models.MLPGenerator(2, (2,)), [1, 2])
+    with pytest.raises(ValueError, match=r"need a ConditionalMLPGenerator with one class per cluster \(3\)"):
+        models.SelfConditionedMLPGenerator.around(G, [1, 2, 3])
+
+
+def test_a_self_conditioned_toy_generator_exports_and_loads_with_its_clusters(tmp_path):
+    from gan_utils import pretrained
+
+    torch.manual_seed(0)
+    inner = models.ConditionalMLPGenerator(2, (2,), n_classes=3, hidden=(8, 8))
+    G = models.self_conditioned(inner, [5, 10, 85])
+    assert type(G) is models.SelfConditionedMLPGenerator and G.latent_dim == 3
+    pretrained.export_generator(G, "tiny-toy", {"command": ["test"]}, weights_dir=tmp_path)
+    loaded = pretrained.load_pretrained("tiny-toy", weights_dir=tmp_path)
+    assert type(loaded) is models.SelfConditionedMLPGenerator and loaded.cluster_sizes.tolist() == [5, 10, 85]
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z), G(z), atol=2e-2, rtol=0)  # float16 weights on disk
 
 
 def test_the_self_conditioned_toy_recipe_trains_on_clusters_that_never_straddle_two_modes():
