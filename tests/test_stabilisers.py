@@ -437,7 +437,6 @@ def test_chapter_6_table_settings_build_the_benchmark_rows():
     """Each `key=value` in chapter 6's table of fixes is a valid override of the dcgan-mnist preset,
     and the WGAN-GP row's settings are the ones benchmarks/stabilisers.py trains."""
     import ast
-    import importlib.util
     import json
     import re
     from pathlib import Path
@@ -456,7 +455,40 @@ def test_chapter_6_table_settings_build_the_benchmark_rows():
     assert len(rows) == 7 and rows["hinge loss"] == {"loss": "hinge"}
     for settings in rows.values():
         recipes.preset("dcgan-mnist", **settings)  # raises where the settings do not fit together
-    spec = importlib.util.spec_from_file_location("stabilisers_benchmark", root / "benchmarks/stabilisers.py")
+    benchmark = _stabilisers_benchmark()
+    assert rows["WGAN-GP"] == benchmark.ROWS["WGAN-GP"]  # 10 == 10.0, (0, 0.9) == (0.0, 0.9)
+
+
+def _stabilisers_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks/stabilisers.py"
+    spec = importlib.util.spec_from_file_location("stabilisers_benchmark", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    assert rows["WGAN-GP"] == benchmark.ROWS["WGAN-GP"]  # 10 == 10.0, (0, 0.9) == (0.0, 0.9)
+    return benchmark
+
+
+def test_the_equal_budget_timing_visits_rows_in_turn_and_budgets_from_the_fastest_round(monkeypatch):
+    """A busy spell slows whichever row is timed during it; interleaving spreads it over the rows, and
+    the fastest round per row sets its steps, so two rows of equal cost get equal step counts."""
+    benchmark = _stabilisers_benchmark()
+    visits = []
+    # round 0 is slowed for the baseline (as by other work), round 1 for the EMA row
+    slowed = {("baseline", 0): 0.2, ("EMA", 1): 0.2}
+
+    def fake_seconds_per_step(row, images):
+        round_index = sum(v == row for v in visits)
+        visits.append(row)
+        return slowed.get((row, round_index), 0.1)
+
+    monkeypatch.setattr(benchmark, "seconds_per_step", fake_seconds_per_step)
+    timings = benchmark.interleaved_timing(["baseline", "EMA"], images=None, rounds=2)
+    assert visits == ["baseline", "EMA", "baseline", "EMA"]
+    assert timings == {"baseline": [0.2, 0.1], "EMA": [0.1, 0.2]}
+    assert benchmark.steps_for_budget(60.0, timings["baseline"]) == 600
+    assert benchmark.steps_for_budget(60.0, timings["EMA"]) == 600
+    assert benchmark.steps_for_budget(0.01, [0.1]) == 1  # never zero steps
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        benchmark.interleaved_timing(["baseline"], images=None, rounds=0)
