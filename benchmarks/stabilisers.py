@@ -2,6 +2,10 @@
 
     python benchmarks/stabilisers.py                          # all rows, 3 seeds, 60 s each
     python benchmarks/stabilisers.py --rows baseline EMA --seeds 1 --budget 60
+    python benchmarks/stabilisers.py --rows "lr 1e-4" "lr 2e-4 (DCGAN paper)" "lr 1e-3" "lr 2e-3" \\
+        --steps 871 --out benchmarks/results/stabilisers_lr_sweep.json   # the learning-rate sweep
+    python benchmarks/stabilisers.py --rows "lr 4e-3" "lr 8e-3" "lr 1.6e-2" --steps 871 \\
+        --out benchmarks/results/stabilisers_lr_sweep_high.json          # its second part
 
 Every row is the `dcgan-mnist` preset with a few overrides (`ROWS`). Equal budget means equal
 training time, not equal steps: a row whose step costs more (a penalty's double backward, five
@@ -9,8 +13,9 @@ critic steps) gets fewer steps. Each row's seconds per step is measured first on
 its step count is ``budget / seconds per step``; the run itself is then a fixed number of steps, so
 a seed's result does not depend on how busy the machine was during training. The timing visits the
 rows in turn, ``--timing-rounds`` times, and keeps each row's fastest round: other work on a shared
-machine can only slow a round down, so the minimum is the estimate least affected by it, and rows of
-equal cost get nearly equal step counts. Learning rates decay linearly to 0 over each row's steps,
+machine can only slow a round down, so the minimum is the estimate least affected by it. Rows of
+equal cost get closer step counts than with one pass (13 % apart on 2026-11-29, against 33 %); the
+rounds visit the rows in the same order each time. Learning rates decay linearly to 0 over each row's steps,
 as in the preset.
 
 Each run is scored with chapter 5's metrics: 5,000 samples (noise seed 0) against the 5,000
@@ -24,6 +29,7 @@ import argparse
 import json
 import math
 import platform
+import shlex
 import time
 from pathlib import Path
 
@@ -58,6 +64,16 @@ ROWS: dict[str, dict] = {
     "lr 2e-4 (DCGAN paper)": {"lr": 2e-4},
     "RMSprop": {"optimiser": "rmsprop", "lr": 1e-4},
 }
+# the learning-rate sweep (not in the default rows): each does the baseline's work per step, so
+# `--steps` trains them for the baseline's step count with no timing, and no timing noise
+LR_SWEEP: dict[str, dict] = {
+    "lr 1e-4": {"lr": 1e-4},
+    "lr 1e-3": {"lr": 1e-3},
+    "lr 2e-3": {"lr": 2e-3},
+    "lr 4e-3": {"lr": 4e-3},
+    "lr 8e-3": {"lr": 8e-3},
+    "lr 1.6e-2": {"lr": 1.6e-2},
+}
 BEST = "best combination"  # filled in from the rows' results: see best_overrides
 
 
@@ -69,7 +85,7 @@ def best_overrides() -> dict:
 
 
 def row_recipe(row: str, steps: int) -> recipes.Recipe:
-    overrides = best_overrides() if row == BEST else ROWS[row]
+    overrides = best_overrides() if row == BEST else {**ROWS, **LR_SWEEP}[row]
     return recipes.PRESETS["dcgan-mnist"].with_overrides(name=row, steps=steps, **overrides)
 
 
@@ -132,27 +148,32 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", nargs="+", default=[*ROWS, BEST], help=f"rows to run: {[*ROWS, BEST]}")
+    known = [*ROWS, BEST, *LR_SWEEP]
+    parser.add_argument("--rows", nargs="+", default=[*ROWS, BEST], help=f"rows to run: {known}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
     parser.add_argument("--timing-rounds", type=int, default=3, help="rounds of the interleaved timing")
+    parser.add_argument("--steps", type=int, help="train each row this many steps, untimed (equal work)")
     parser.add_argument("--out", type=Path, default=RESULTS / "stabilisers.json")
     args = parser.parse_args()
     if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
         parser.error(offset_problem)
-    unknown = [r for r in args.rows if r not in ROWS and r != BEST]
+    unknown = [r for r in args.rows if r not in known]
     if unknown:
-        parser.error(f"unknown rows {unknown}; choose from {[*ROWS, BEST]}")
+        parser.error(f"unknown rows {unknown}; choose from {known}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.timing_rounds < 1:
+        parser.error(f"--timing-rounds must be at least 1, got {args.timing_rounds}")
 
     images = data.load_mnist(source="bundled").images
     classifier = metrics.load_classifier()
     started = time.perf_counter()
-    if args.timing_rounds < 1:
-        parser.error(f"--timing-rounds must be at least 1, got {args.timing_rounds}")
-    timing = interleaved_timing(args.rows, images, rounds=args.timing_rounds)
+    fixed = args.steps is not None
+    timing = {} if fixed else interleaved_timing(args.rows, images, rounds=args.timing_rounds)
     runs = []
     for row in args.rows:
-        steps = steps_for_budget(args.budget, timing[row])
+        steps = args.steps if fixed else steps_for_budget(args.budget, timing[row])
         for seed in range(args.seeds):
             trained = recipes.train_recipe(row_recipe(row, steps), images, seed=seed)
             scores = score(trained.G, images, classifier)
@@ -169,16 +190,19 @@ def write(args: argparse.Namespace, timing: dict[str, list[float]], runs: list[d
         "command": "python benchmarks/stabilisers.py "
         + " ".join(
             [
-                *(["--rows", *args.rows] if args.rows != [*ROWS, BEST] else []),
+                *(["--rows", *map(shlex.quote, args.rows)] if args.rows != [*ROWS, BEST] else []),
                 f"--seeds {args.seeds}",
-                f"--budget {args.budget:g}",
-                f"--timing-rounds {args.timing_rounds}",
+                *(
+                    [f"--steps {args.steps}"]
+                    if args.steps is not None
+                    else [f"--budget {args.budget:g}", f"--timing-rounds {args.timing_rounds}"]
+                ),
             ]
         ),  # fmt: skip
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "budget_seconds": args.budget,
+        "budget_seconds": None if args.steps is not None else args.budget,
         "seconds_per_step": {row: min(rounds) for row, rounds in timing.items()},
         "timing_rounds": timing,  # every round's seconds per step; the fastest sets the step count
         "overrides": {

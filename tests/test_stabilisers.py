@@ -492,3 +492,28 @@ def test_the_equal_budget_timing_visits_rows_in_turn_and_budgets_from_the_fastes
     assert benchmark.steps_for_budget(0.01, [0.1]) == 1  # never zero steps
     with pytest.raises(ValueError, match="rounds must be at least 1"):
         benchmark.interleaved_timing(["baseline"], images=None, rounds=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--timing-rounds", "0"], "--timing-rounds must be at least 1, got 0"),
+        (["--rows", "lr 3e-3"], "unknown rows ['lr 3e-3']; choose from"),
+    ],
+)
+def test_the_stabilisers_benchmark_refuses_bad_options_before_any_work(argv, message, monkeypatch, capsys):
+    benchmark = _stabilisers_benchmark()
+    monkeypatch.setattr(benchmark.data, "load_mnist", lambda **_: pytest.fail("loaded data before checking"))
+    monkeypatch.setattr("sys.argv", ["stabilisers.py", *argv])
+    with pytest.raises(SystemExit):
+        benchmark.main()
+    assert message in capsys.readouterr().err
+
+
+def test_the_learning_rate_sweep_rows_change_only_the_learning_rate():
+    benchmark = _stabilisers_benchmark()
+    base = recipes.preset("dcgan-mnist", steps=871)
+    for row, overrides in benchmark.LR_SWEEP.items():
+        recipe = benchmark.row_recipe(row, steps=871)
+        assert recipe.overrides_from(base) == {"name": row, "lr": overrides["lr"]}
