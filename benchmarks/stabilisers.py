@@ -7,7 +7,8 @@
     python benchmarks/stabilisers.py --rows "lr 4e-3" "lr 8e-3" "lr 1.6e-2" --steps 871 \\
         --out benchmarks/results/stabilisers_lr_sweep_high.json          # its second part
 
-Every row is the `dcgan-mnist` preset with a few overrides (`ROWS`). Equal budget means equal
+Every row is the `dcgan-mnist` preset with a few overrides (`ROWS`, and `LR_SWEEP` for the
+learning-rate sweep). Equal budget means equal
 training time, not equal steps: a row whose step costs more (a penalty's double backward, five
 critic steps) gets fewer steps. Each row's seconds per step is measured first on this machine, and
 its step count is ``budget / seconds per step``; the run itself is then a fixed number of steps, so
@@ -20,7 +21,8 @@ as in the preset.
 
 Each run is scored with chapter 5's metrics: 5,000 samples (noise seed 0) against the 5,000
 bundled digits, in the shipped classifier's features; rows with an EMA are scored on the averaged G.
-Results go to benchmarks/results/stabilisers.json, which chapter 6 and the performance appendix load.
+Results go to benchmarks/results/stabilisers.json (or ``--out``), which chapter 6 and the performance
+appendix load.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 from gan_utils import data, metrics, recipes, runtime, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS / "stabilisers.json"
 METRICS = ("frechet_distance", "precision", "recall", "density", "coverage", "class_kl")
 
 # row name -> overrides of the dcgan-mnist preset (which is Adam 5e-4, beta1 0.5, batch 128, NS loss)
@@ -151,10 +154,11 @@ def main() -> None:
     known = [*ROWS, BEST, *LR_SWEEP]
     parser.add_argument("--rows", nargs="+", default=[*ROWS, BEST], help=f"rows to run: {known}")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
-    parser.add_argument("--timing-rounds", type=int, default=3, help="rounds of the interleaved timing")
-    parser.add_argument("--steps", type=int, help="train each row this many steps, untimed (equal work)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "stabilisers.json")
+    parser.add_argument("--budget", type=float, help="training seconds per run (default 60)")
+    parser.add_argument("--timing-rounds", type=int, help="rounds of the interleaved timing (default 3)")
+    parser.add_argument("--steps", type=int, help="instead: train each row this many steps, untimed "
+                        "(fair only for rows of equal cost per step, such as LR_SWEEP's)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     if offset_problem := runtime.seed_offset_problem(f"benchmarks/{Path(__file__).name}"):
         parser.error(offset_problem)
@@ -163,6 +167,11 @@ def main() -> None:
         parser.error(f"unknown rows {unknown}; choose from {known}")
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.steps is not None and (args.budget is not None or args.timing_rounds is not None):
+        parser.error("--steps trains every row for a fixed number of steps, untimed; drop --budget and "
+                     "--timing-rounds, or drop --steps to train for a time budget")  # fmt: skip
+    args.budget = 60.0 if args.budget is None else args.budget
+    args.timing_rounds = 3 if args.timing_rounds is None else args.timing_rounds
     if args.timing_rounds < 1:
         parser.error(f"--timing-rounds must be at least 1, got {args.timing_rounds}")
 
@@ -197,6 +206,7 @@ def write(args: argparse.Namespace, timing: dict[str, list[float]], runs: list[d
                     if args.steps is not None
                     else [f"--budget {args.budget:g}", f"--timing-rounds {args.timing_rounds}"]
                 ),
+                *([f"--out {shlex.quote(str(args.out))}"] if args.out != DEFAULT_OUT else []),
             ]
         ),  # fmt: skip
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",

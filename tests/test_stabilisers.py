@@ -500,6 +500,7 @@ def test_the_equal_budget_timing_visits_rows_in_turn_and_budgets_from_the_fastes
         (["--steps", "0"], "--steps must be at least 1, got 0"),
         (["--timing-rounds", "0"], "--timing-rounds must be at least 1, got 0"),
         (["--rows", "lr 3e-3"], "unknown rows ['lr 3e-3']; choose from"),
+        (["--steps", "10", "--budget", "60"], "drop --budget and --timing-rounds, or drop --steps"),
     ],
 )
 def test_the_stabilisers_benchmark_refuses_bad_options_before_any_work(argv, message, monkeypatch, capsys):
@@ -517,3 +518,38 @@ def test_the_learning_rate_sweep_rows_change_only_the_learning_rate():
     for row, overrides in benchmark.LR_SWEEP.items():
         recipe = benchmark.row_recipe(row, steps=871)
         assert recipe.overrides_from(base) == {"name": row, "lr": overrides["lr"]}
+
+
+def test_a_fixed_step_sweep_trains_untimed_and_records_a_command_that_reruns_it(monkeypatch, tmp_path):
+    """`--steps` never times a row, records no budget, and writes a command whose quoted row names and
+    --out reproduce the run (so rerunning it cannot overwrite the main table)."""
+    import json
+    import shlex
+    import types
+
+    benchmark = _stabilisers_benchmark()
+    trained_steps = []
+
+    def fake_train(recipe, images, seed):
+        trained_steps.append((recipe.name, recipe.steps, recipe.lr, seed))
+        return types.SimpleNamespace(G=None, seconds=1.0)
+
+    monkeypatch.setattr(benchmark.data, "load_mnist", lambda **_: types.SimpleNamespace(images=None))
+    monkeypatch.setattr(benchmark.metrics, "load_classifier", lambda: None)
+    monkeypatch.setattr(benchmark.recipes, "train_recipe", fake_train)
+    monkeypatch.setattr(benchmark, "score", lambda *_: dict.fromkeys(benchmark.METRICS, 1.0))
+    monkeypatch.setattr(benchmark, "interleaved_timing", lambda *_, **__: pytest.fail("timed"))
+    out = tmp_path / "sweep.json"
+    argv = ["--rows", "lr 2e-4 (DCGAN paper)", "lr 4e-3", "--steps", "7", "--seeds", "2", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", ["stabilisers.py", *argv])
+    benchmark.main()
+
+    assert trained_steps == [("lr 2e-4 (DCGAN paper)", 7, 2e-4, 0), ("lr 2e-4 (DCGAN paper)", 7, 2e-4, 1),
+                             ("lr 4e-3", 7, 4e-3, 0), ("lr 4e-3", 7, 4e-3, 1)]  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["budget_seconds"] is None
+    assert result["seconds_per_step"] == {} and result["timing_rounds"] == {}
+    assert result["summary"]["lr 4e-3"]["steps"] == 7 and result["summary"]["lr 4e-3"]["seeds"] == 2
+    recorded = shlex.split(result["command"])
+    assert recorded[2:] == ["--rows", "lr 2e-4 (DCGAN paper)", "lr 4e-3", "--seeds", "2", "--steps", "7",
+                            "--out", str(out)]  # fmt: skip
