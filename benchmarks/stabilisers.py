@@ -8,16 +8,15 @@
         --out benchmarks/results/stabilisers_lr_sweep_high.json          # its second part
 
 Every row is the `dcgan-mnist` preset with a few overrides (`ROWS`, and `LR_SWEEP` for the
-learning-rate sweep). Equal budget means equal
-training time, not equal steps: a row whose step costs more (a penalty's double backward, five
-critic steps) gets fewer steps. Each row's seconds per step is measured first on this machine, and
-its step count is ``budget / seconds per step``; the run itself is then a fixed number of steps, so
-a seed's result does not depend on how busy the machine was during training. The timing visits the
-rows in turn, ``--timing-rounds`` times, and keeps each row's fastest round: other work on a shared
-machine can only slow a round down, so the minimum is the estimate least affected by it. Rows of
-equal cost get closer step counts than with one pass (13 % apart on 2026-11-29, against 33 %); the
-rounds visit the rows in the same order each time. Learning rates decay linearly to 0 over each row's steps,
-as in the preset.
+learning-rate sweep). Equal budget means equal training time, not equal steps: a row whose step
+costs more (a penalty's double backward, five critic steps) gets fewer steps. Each row's seconds per
+step is measured first on this machine, and its step count is ``budget / seconds per step``; the run
+itself is then a fixed number of steps, so a seed's result does not depend on how busy the machine
+was during training. The timing visits the rows in turn, ``--timing-rounds`` times, and keeps each
+row's fastest round: other work on a shared machine can only slow a round down, so the minimum is
+the estimate least affected by it. Rows of equal cost get closer step counts than with one pass
+(13 % apart on 2026-11-29, against 33 %); the rounds visit the rows in the same order each time.
+Learning rates decay linearly to 0 over each row's steps, as in the preset.
 
 Each run is scored with chapter 5's metrics: 5,000 samples (noise seed 0) against the 5,000
 bundled digits, in the shipped classifier's features; rows with an EMA are scored on the averaged G.
